@@ -38,6 +38,7 @@ def test_first_cell_installs_diffbook_only_in_colab(path):
     first = cells(path)[0]
     src = "".join(first["source"])
     assert first["cell_type"] == "code"
+    assert "remove-cell" in first.get("metadata", {}).get("tags", []), "hide the install cell on the website"
     assert 'if "google.colab" in sys.modules:' in src, "the install must run only in Colab"
     assert f"git+{repository_url()}" in src, "install from the repository set in _config.yml"
     code = re.sub(r"#[^\n]*", "", src)
