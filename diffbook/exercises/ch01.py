@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from diffbook.convergence import fit_order, global_errors
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker
+from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
 from diffbook.flows import limit_cycle_field, limit_cycle_flow
 from diffbook.ode import euler_step, heun_step
 
@@ -33,54 +33,41 @@ def _probe() -> tuple[Callable[[Tensor, Tensor], Tensor], Tensor, Tensor, Tensor
     return u, torch.tensor(0.5, dtype=torch.float64), x, torch.tensor(0.1, dtype=torch.float64)
 
 
-def _close(a: Tensor, b: Tensor) -> bool:
-    # loose enough for a student who computes in float32, far tighter than any wrong formula
-    return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-6))
-
-
 @checker("1.1", "euler_step")
 def check_euler_step(euler: Any) -> str:
     u, t, x, h = _probe()
     out = as_tensor(call(euler, "euler_step", u, t, x, h), "euler_step", tuple(x.shape))
-    if _close(out, euler_step(u, t, x, h)):
-        back = as_tensor(call(euler, "euler_step", u, t, x, -h), "euler_step", tuple(x.shape))
-        if not _close(back, euler_step(u, t, x, -h)):
-            raise Fail("correct for h > 0 but not for h < 0; do not take |h|: a negative step runs time backwards.")
-        return "x + h·u(t, x) on a linear test ODE, for positive and negative steps."
-    diagnoses = [
+    mistakes = [
         (x + u(t, x), "off by a factor h on a linear ODE: you added u(t, x) instead of h·u(t, x)."),
         (h * u(t, x), "you returned the increment h·u(t, x); the step must return x plus the increment."),
         (x - h * u(t, x), "wrong sign: you returned x - h·u(t, x); Euler moves along the field, x + h·u(t, x)."),
         (x + h * u(t + h, x), "you evaluated the field at t + h; forward Euler uses the slope at the start, u(t, x)."),
         (x + h * u(torch.zeros_like(t), x), "you evaluated the field at time 0; use the current time t."),
     ]
-    for wrong, message in diagnoses:
-        if _close(out, wrong):
-            raise Fail(message)
-    err = float((out - euler_step(u, t, x, h)).abs().max())
-    raise Fail(f"on dx/dt = -(1+t)x with t=0.5, h=0.1 your step is off by up to {err:.3g}; expected x + h·u(t, x).")
+    expected = "on dx/dt = -(1+t)x with t=0.5, h=0.1 your step is off by up to {err}; expected x + h·u(t, x)."
+    diagnose(out, euler_step(u, t, x, h), mistakes, expected)
+    back = as_tensor(call(euler, "euler_step", u, t, x, -h), "euler_step", tuple(x.shape))
+    if not close(back, euler_step(u, t, x, -h)):
+        raise Fail("correct for h > 0 but not for h < 0; do not take |h|: a negative step runs time backwards.")
+    return "x + h·u(t, x) on a linear test ODE, for positive and negative steps."
 
 
 @checker("1.2", "heun_step")
 def check_heun_step(heun: Any) -> str:
     u, t, x, h = _probe()
     out = as_tensor(call(heun, "heun_step", u, t, x, h), "heun_step", tuple(x.shape))
-    if _close(out, heun_step(u, t, x, h)):
-        return "predictor u(t, x), corrector u(t + h, x + h·k1), and their average: Heun's second-order step."
     k1 = u(t, x)
     k2 = u(t + h, x + h * k1)
-    diagnoses = [
+    mistakes = [
         (x + h * k1, "this is Euler's step; Heun also evaluates the field at the predicted point and averages."),
         (x + h * k2, "you used only the corrector slope k2; Heun averages k1 and k2."),
         (x + h * (k1 + k2), "you forgot to halve: the step is x + (h/2)(k1 + k2)."),
         (x + h * u(t + h / 2, x + h / 2 * k1), "that is the explicit midpoint method (also order 2), not Heun's trapezoid."),
         (x + 0.5 * h * (k1 + u(t, x + h * k1)), "evaluate the corrector at time t + h, not t."),
     ]
-    for wrong, message in diagnoses:
-        if _close(out, wrong):
-            raise Fail(message)
-    err = float((out - heun_step(u, t, x, h)).abs().max())
-    raise Fail(f"on dx/dt = -(1+t)x your step is off by up to {err:.3g}; expected x + (h/2)(k1 + k2).")
+    expected = "on dx/dt = -(1+t)x your step is off by up to {err}; expected x + (h/2)(k1 + k2)."
+    diagnose(out, heun_step(u, t, x, h), mistakes, expected)
+    return "predictor u(t, x), corrector u(t + h, x + h·k1), and their average: Heun's second-order step."
 
 
 @checker("1.3", "flow_map")
@@ -126,7 +113,7 @@ def check_log_density(log_p: Any) -> str:
         out = as_tensor(call(log_p, "log_p", x, t_, a_), "log_p", tuple(x.shape))
         var = torch.exp(2 * a_ * t_)
         truth = -0.5 * x**2 / var - 0.5 * torch.log(2 * torch.pi * var)
-        if _close(out, truth):
+        if close(out, truth):
             continue
         shift = (out - truth).mean()
         if torch.allclose(out - truth, shift.expand_as(out), atol=1e-5):
@@ -146,13 +133,12 @@ def check_log_density(log_p: Any) -> str:
 def check_midpoint(midpoint: Any, measured: Any) -> str:
     u, t, x, h = _probe()
     out = as_tensor(call(midpoint, "midpoint_step", u, t, x, h), "midpoint_step", tuple(x.shape))
+    mistakes = [
+        (euler_step(u, t, x, h), "`midpoint_step` is Euler's step; take a half Euler step first, then use the slope there."),
+        (heun_step(u, t, x, h), "`midpoint_step` is Heun's step; the midpoint method uses one slope, at t + h/2."),
+    ]
     expected = x + h * u(t + h / 2, x + h / 2 * u(t, x))
-    if not _close(out, expected):
-        if _close(out, euler_step(u, t, x, h)):
-            raise Fail("`midpoint_step` is Euler's step; take a half Euler step first, then use the slope there.")
-        if _close(out, heun_step(u, t, x, h)):
-            raise Fail("`midpoint_step` is Heun's step; the midpoint method uses one slope, at t + h/2.")
-        raise Fail("`midpoint_step` is off; it should be x + h·u(t + h/2, x + (h/2)·u(t, x)).")
+    diagnose(out, expected, mistakes, "`midpoint_step` is off by up to {err}; it should be x + h·u(t + h/2, x + (h/2)·u(t, x)).")
     slope = as_tensor(measured, "measured_order", ())
     field = limit_cycle_field()
     x0 = torch.tensor([[0.6, 0.0], [0.2, 0.3], [-0.4, 0.9]], dtype=torch.float64)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["Verdict", "Fail", "checker", "call", "as_tensor", "LOG_ENV"]
+__all__ = ["Verdict", "Fail", "checker", "call", "as_tensor", "as_expr", "close", "diagnose", "LOG_ENV"]
 
 LOG_ENV = "DIFFBOOK_EXERCISE_LOG"
 
@@ -123,6 +123,23 @@ def as_tensor(value: Any, name: str, shape: tuple[int, ...] | None = None) -> Te
     if not torch.isfinite(t).all():
         raise Fail(f"`{name}` gave NaN or infinite values")
     return t
+
+
+def close(a: Tensor, b: Tensor) -> bool:
+    """Equal up to float32 round-off: loose enough for a student computing in float32, and far tighter
+    than the difference any wrong formula makes on the checkers' test problems."""
+    return a.shape == b.shape and bool(torch.allclose(a, b.to(a), rtol=1e-5, atol=1e-6))
+
+
+def diagnose(answer: Tensor, expected: Tensor, mistakes: list[tuple[Tensor, str]], otherwise: str) -> None:
+    """Return if ``answer`` matches ``expected``; otherwise raise :class:`Fail` with the message of the first
+    known mistake it matches, or with ``otherwise`` (which may use ``{err}``, the largest deviation)."""
+    if close(answer, expected):
+        return
+    for wrong, message in mistakes:
+        if close(answer, wrong):
+            raise Fail(message)
+    raise Fail(otherwise.format(err=f"{float((answer - expected).abs().max()):.3g}"))
 
 
 def as_expr(value: Any, name: str, symbols: dict[str, Any]) -> Any:
