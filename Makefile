@@ -14,6 +14,7 @@ $(VENV)/.installed: requirements.txt constraints-cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_CONSTRAINT) -r requirements.txt -e .
+	$(BIN)/python -m pip install --quiet --no-deps k-diffusion==0.1.1.post1
 	touch $@
 
 setup: $(VENV)/.installed
