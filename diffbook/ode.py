@@ -17,6 +17,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from diffbook._checks import check_state as _check_state
+from diffbook._checks import check_times as _check_times
+
 __all__ = [
     "VectorField",
     "Step",
@@ -71,26 +74,6 @@ def time_grid(
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ, both are {t0}")
     return torch.linspace(t0, t1, n_steps + 1, dtype=dtype, device=device)
-
-
-def _check_state(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-
-
-def _check_times(ts: Tensor, x: Tensor) -> None:
-    _check_state(ts, "ts")
-    if ts.ndim != 1 or ts.numel() < 2:
-        raise ValueError(f"ts must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}")
-    if ts.device != x.device:
-        raise ValueError(f"ts is on {ts.device} but x0 is on {x.device}; put both on one device")
-    if not torch.isfinite(ts).all():
-        raise ValueError("ts must be finite")
-    dt = ts.diff()
-    if not ((dt > 0).all() or (dt < 0).all()):
-        raise ValueError("ts must be strictly increasing or strictly decreasing")
 
 
 def integrate(

@@ -1,0 +1,122 @@
+"""Forward and reverse-time SDEs of a Gaussian path, and an Euler–Maruyama integrator.
+
+For a path ``x_t = α_t x_0 + σ_t ε`` the forward SDE ``dx = f(t) x dt + g(t) dW`` has
+``f = d log α / dt`` and ``g² = dσ²/dt - 2 f σ²`` (Kingma et al. 2021, eq. 33; Song et al. 2021, App. B).
+Its time reversal (Anderson 1982) and the probability-flow ODE (Song et al. 2021, eq. 13) share the
+drift ``f x - ½(1 + η²) g² ∇log p_t``: ``η = 1`` is the reverse SDE, ``η = 0`` the ODE, and every ``η``
+gives the same marginals. A score is a function ``score(x, t)`` of a batch ``x`` and a time ``t``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from diffbook._checks import check_state, check_times
+from diffbook.schedules import Schedule, _as_t, time_derivative
+
+__all__ = [
+    "Score",
+    "drift_coefficient",
+    "diffusion_squared",
+    "forward_drift",
+    "reverse_drift",
+    "probability_flow_drift",
+    "marginal_sample",
+    "euler_maruyama",
+]
+
+Score = Callable[[Tensor, Tensor], Tensor]
+"""``score(x, t) -> ∇_x log p_t(x)``, shaped like ``x``."""
+
+
+def _bcast(c: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-sample or scalar coefficient to broadcast against ``x`` of shape ``(n, ...)``."""
+    c = torch.as_tensor(c, device=x.device)
+    if c.ndim == 0:
+        return c.to(x.dtype)
+    return c.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+
+def drift_coefficient(schedule: Schedule, t: Tensor) -> Tensor:
+    """``f(t) = α̇_t / α_t``, the linear drift coefficient of the forward SDE."""
+    alpha, dalpha = time_derivative(schedule.alpha, t)
+    return dalpha / alpha
+
+
+def diffusion_squared(schedule: Schedule, t: Tensor) -> Tensor:
+    """``g(t)² = dσ²/dt - 2 f σ²``: the unique diffusion that gives the path the variance ``σ_t²``."""
+    sigma, dsigma = time_derivative(schedule.sigma, t)
+    return 2.0 * sigma * dsigma - 2.0 * drift_coefficient(schedule, t) * sigma**2
+
+
+def forward_drift(schedule: Schedule, x: Tensor, t: Tensor) -> Tensor:
+    """``f(t) x``, shape of ``x``; ``t`` scalar or shape ``(n,)``."""
+    return _bcast(drift_coefficient(schedule, t), x) * x
+
+
+def reverse_drift(schedule: Schedule, score: Score, x: Tensor, t: Tensor, eta: float = 1.0) -> Tensor:
+    """``f x - ½(1 + η²) g² ∇log p_t(x)``: the drift, in forward time, of the process run backwards.
+
+    With ``η = 1`` and diffusion ``g`` this is Anderson's reverse-time SDE; with ``η = 0`` (no noise) it is
+    the probability-flow ODE. Integrate it from ``t = 1`` down to ``t = 0`` with a negative step.
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    g2 = _bcast(diffusion_squared(schedule, t), x)
+    return forward_drift(schedule, x, t) - 0.5 * (1.0 + eta**2) * g2 * score(x, t)
+
+
+def probability_flow_drift(schedule: Schedule, score: Score, x: Tensor, t: Tensor) -> Tensor:
+    """The probability-flow ODE's velocity ``f x - ½ g² ∇log p_t(x)`` (Song et al. 2021, eq. 13)."""
+    return reverse_drift(schedule, score, x, t, eta=0.0)
+
+
+def marginal_sample(
+    schedule: Schedule, x0: Tensor, t: Tensor, *, noise: Tensor | None = None, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Draw ``x_t = α_t x_0 + σ_t ε`` in one shot; returns ``(x_t, ε)``. ``t`` scalar or shape ``(n,)``."""
+    if noise is None:
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    elif noise.shape != x0.shape:
+        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    t = _as_t(t).to(x0.device)
+    return _bcast(schedule.alpha(t), x0) * x0 + _bcast(schedule.sigma(t), x0) * noise, noise
+
+
+def euler_maruyama(
+    drift: Callable[[Tensor, Tensor], Tensor],
+    diffusion: Callable[[Tensor], Tensor],
+    x0: Tensor,
+    ts: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    keep_path: bool = False,
+    callback: Callable[[int, Tensor, Tensor], None] | None = None,
+) -> Tensor:
+    """Integrate ``dx = drift(t, x) dt + diffusion(t) dW`` through the grid ``ts`` (either direction).
+
+    Each step is ``x + drift·h + diffusion·sqrt(|h|)·z`` (Kloeden & Platen 1992, §9.1): strong order ½ in
+    general and 1 for additive noise, weak order 1.
+
+    Args:
+        diffusion: ``g(t)``, a scalar per time (additive noise) or shaped to broadcast with ``x``.
+        x0: shape ``(n, ...)``; ts: shape ``(N + 1,)``, strictly monotone.
+    Returns:
+        The state at ``ts[-1]`` or, with ``keep_path``, all states ``(N + 1, n, ...)``.
+    """
+    check_state(x0, "x0")
+    check_times(ts, x0)
+    ts = ts.to(x0.dtype)
+    x, path = x0, ([x0] if keep_path else None)
+    for i in range(len(ts) - 1):
+        t, h = ts[i], ts[i + 1] - ts[i]
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = x + drift(t, x) * h + diffusion(t) * torch.sqrt(h.abs()) * z
+        if path is not None:
+            path.append(x)
+        if callback is not None:
+            callback(i + 1, ts[i + 1], x)
+    return torch.stack(path) if path is not None else x
