@@ -187,6 +187,8 @@ def time_derivative(fn: Callable[[Tensor], Tensor], t: Tensor) -> tuple[Tensor, 
     with torch.enable_grad():
         tt = t.detach().requires_grad_(True)
         y = fn(tt)
+        if not y.requires_grad:  # constant in t (e.g. α = 1 for VE)
+            return y.detach(), torch.zeros_like(tt)
         (dy,) = torch.autograd.grad(y.sum(), tt)
     return y.detach(), dy
 
