@@ -1,0 +1,295 @@
+"""A short training loop for diffusion networks: a function, not a Trainer (DESIGN §3, §8).
+
+:func:`train` runs ``steps`` optimiser steps of AdamW on the mean of a per-sample loss
+``loss_fn(model, batch, generator) -> (n,)``. On CUDA it runs the forward pass under bf16 autocast and
+uses fused AdamW; it can ``torch.compile`` the network (not the loop), clips the gradient norm and keeps
+an EMA of the weights. The hot loop never waits for the GPU: the loss history is collected on the device,
+and the progress bar reads it back once every ``log_every`` steps.
+
+Multi-GPU: launch the script with ``torchrun`` and call :func:`init_distributed` first. :func:`train` then
+wraps the network in ``DistributedDataParallel``, which averages the gradients across ranks; each rank must
+draw different data (see :func:`train`'s ``batches``), and only rank 0 shows progress and writes checkpoints.
+
+Reference: I. Loshchilov and F. Hutter, *Decoupled Weight Decay Regularization* (AdamW, ICLR 2019);
+R. Pascanu, T. Mikolov, Y. Bengio, *On the difficulty of training recurrent neural networks* (2013), §3.2
+(gradient-norm clipping); S. Li et al., *PyTorch Distributed* (VLDB 2020) for DDP.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from diffbook.device import autocast, pick_device
+from diffbook.ema import EMA, unwrap_model
+
+__all__ = [
+    "LossFn",
+    "TrainResult",
+    "train",
+    "init_distributed",
+    "close_distributed",
+    "rank_and_world_size",
+    "is_main_process",
+]
+
+LossFn = Callable[[nn.Module, Any, torch.Generator], Tensor]
+"""``loss_fn(model, batch, generator) -> loss`` of shape ``(n,)``, one value per sample; draw every random
+number (noise levels, noise) from ``generator``. Call the network only through ``model(...)`` (its
+``forward``): under DDP ``model`` is a wrapper, and only ``forward`` synchronises the gradients."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes:
+        model: the trained network itself (the one passed in, unwrapped, on the training device).
+        ema: a separate network holding the EMA weights (eval mode), or ``None`` when ``ema_decay=None``.
+        losses: shape ``(steps,)``, float32 on the CPU: the mean training loss of each step (on this rank).
+    """
+
+    model: nn.Module
+    ema: nn.Module | None
+    losses: Tensor
+
+
+# --------------------------------------------------------------------------------------------- distributed
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process; ``(0, 1)`` when ``torch.distributed`` is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 and in a single process: the one that prints, plots and writes files."""
+    return rank_and_world_size()[0] == 0
+
+
+def init_distributed(backend: str | None = None) -> torch.device:
+    """Join the process group that ``torchrun`` describes, and return this process's device.
+
+    ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. With
+    CUDA each process takes the GPU ``cuda:LOCAL_RANK`` and the backend is NCCL; without, it is Gloo on the
+    CPU. Started without ``torchrun`` (no ``WORLD_SIZE``) this does nothing and returns :func:`pick_device`,
+    so one script runs both ways. Pair it with :func:`close_distributed`.
+
+    Args:
+        backend: override the backend (``"nccl"`` or ``"gloo"``).
+    """
+    if "WORLD_SIZE" not in os.environ:
+        return pick_device()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if backend is None:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return device
+
+
+def close_distributed() -> None:
+    """Leave the process group, if one was joined (call it once at the end of a ``torchrun`` script)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------------- helpers
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """Move the tensors in a (nested) tuple, list or dict to ``device``; leave everything else alone."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: _to_device(v, device) for k, v in batch.items()})
+    if isinstance(batch, (list, tuple)):
+        moved = [_to_device(v, device) for v in batch]
+        return type(batch)(*moved) if hasattr(batch, "_fields") else type(batch)(moved)
+    return batch
+
+
+def _batch_source(batches: Callable[[int], Any] | Iterable[Any]) -> Callable[[int], Any]:
+    """A ``step -> batch`` function from a callable, or from an iterable that is restarted when it runs out."""
+    if callable(batches):
+        return batches
+    if not isinstance(batches, Iterable):
+        raise TypeError(f"batches must be a callable step -> batch or an iterable, got {type(batches).__name__}")
+    state = {"it": iter(batches)}
+
+    def next_batch(step: int) -> Any:
+        try:
+            return next(state["it"])
+        except StopIteration:
+            if state["it"] is batches:  # a one-shot iterator cannot be restarted
+                raise ValueError(f"batches ran out after {step} batches; pass more, or a re-iterable") from None
+            state["it"] = iter(batches)  # a new epoch of a DataLoader, a list, ...
+            try:
+                return next(state["it"])
+            except StopIteration:
+                raise ValueError("batches is empty") from None
+
+    return next_batch
+
+
+def _check_positive(value: Any, name: str, *, integer: bool = False) -> None:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not (value > 0 and math.isfinite(value)):
+        what = "a positive int" if integer else "a positive finite number"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------------- train
+
+
+def train(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], Any] | Iterable[Any],
+    *,
+    steps: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    ema_decay: float | None = 0.999,
+    grad_clip: float | None = 1.0,
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    amp: bool | None = None,
+    compile: bool = False,
+    progress: bool = True,
+    log_every: int = 50,
+    callback: Callable[[int, Tensor], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` for ``steps`` AdamW steps on ``loss_fn(model, batch, generator).mean()``.
+
+    Args:
+        model: the network; moved to ``device`` in place and trained in place (its initial weights, like
+            the data, are the caller's: seed before building it).
+        loss_fn: ``loss_fn(model, batch, generator) -> (n,)`` per-sample losses (see :data:`LossFn`).
+        batches: either a function ``step -> batch`` (called with ``step = 0, 1, ...``), or an iterable of
+            batches (a ``DataLoader``, a list, a generator), restarted when it runs out if it can be. A batch
+            is a tensor or a (nested) tuple/list/dict of tensors; its tensors are moved to ``device``.
+            **Under DDP each rank must draw different data**: seed the data source with ``seed + rank``
+            (:func:`rank_and_world_size`), or use a ``DistributedSampler``.
+        steps: the number of optimiser steps, ``>= 1``.
+        lr: AdamW's learning rate.
+        weight_decay: AdamW's decoupled weight decay, ``>= 0``.
+        ema_decay: the EMA decay in ``[0, 1)``, or ``None`` for no EMA.
+        grad_clip: clip the global gradient norm to this value, or ``None`` not to clip.
+        seed: seeds the generator handed to ``loss_fn``, as ``seed + rank`` so that the ranks draw
+            different noise.
+        generator: use this generator (on ``device``) instead of one made from ``seed``.
+        device: where to train; by default, under ``torch.distributed``, the GPU that
+            :func:`init_distributed` chose (or the CPU), else :func:`~diffbook.device.pick_device`.
+        amp: bf16 autocast for the forward pass (``loss_fn``); by default on CUDA only.
+        compile: ``torch.compile`` the network (not the loop). The first steps are slow while it compiles.
+        progress: show a tqdm bar (rank 0 only) with the mean loss of the last ``log_every`` steps.
+        log_every: update the bar every this many steps: the loop's only host-device synchronisation.
+        callback: ``callback(step, loss)`` after each step, ``loss`` a 0-dim tensor on the device
+            (calling ``.item()`` on it waits for the GPU).
+
+    Returns:
+        A :class:`TrainResult` with the trained network, its EMA copy and the loss history.
+
+    Raises:
+        TypeError: if ``model`` is not an ``nn.Module``, ``loss_fn`` or ``callback`` is not callable, or
+            ``batches`` is neither callable nor iterable.
+        ValueError: for a non-positive ``steps``, ``lr``, ``log_every`` or ``grad_clip``, a negative
+            ``weight_decay``, ``ema_decay`` outside ``[0, 1)``, a model with no trainable parameters, or a
+            loss that is not of shape ``(n,)``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(model, batch, generator), got {type(loss_fn).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable as callback(step, loss) or None, got {type(callback).__name__}")
+    _check_positive(steps, "steps", integer=True)
+    _check_positive(lr, "lr")
+    _check_positive(log_every, "log_every", integer=True)
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
+    if ema_decay is not None and (
+        isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 <= ema_decay < 1.0
+    ):
+        raise ValueError(f"ema_decay must be a number in [0, 1) or None, got {ema_decay!r}")
+    if grad_clip is not None:
+        _check_positive(grad_clip, "grad_clip")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    next_batch = _batch_source(batches)
+
+    rank, world_size = rank_and_world_size()
+    model = unwrap_model(model)
+    if device is None and world_size > 1:  # init_distributed chose this process's GPU
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+    device = torch.device(device) if device is not None else pick_device()
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no parameters with requires_grad=True")
+    if generator is None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed + rank)
+    elif not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    elif torch.device(generator.device).type != device.type:
+        raise ValueError(f"generator is on {generator.device} but training runs on {device}")
+
+    was_training = model.training
+    model.train()
+    net: nn.Module = model
+    if world_size > 1:
+        # DDP broadcasts rank 0's weights at construction and all-reduces (averages) gradients in backward.
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    ema = EMA(model, ema_decay) if ema_decay is not None else None  # after DDP, so every rank starts alike
+    if compile:
+        net = torch.compile(net)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda" or None)
+
+    losses = torch.zeros(steps, device=device)
+    bar = tqdm(total=steps, disable=not progress or rank != 0, dynamic_ncols=True)
+    shown = 0
+    for step in range(steps):
+        batch = _to_device(next_batch(step), device)
+        with autocast(device, amp):
+            per_sample = loss_fn(net, batch, generator)
+        if not isinstance(per_sample, Tensor) or per_sample.ndim != 1:  # shapes are host metadata: no sync
+            got = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else type(per_sample).__name__
+            raise ValueError(f"loss_fn must return per-sample losses of shape (n,), got {got}")
+        loss = per_sample.float().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm as a tensor: no sync
+        optimizer.step()
+        if ema is not None:
+            ema.update(model)
+        losses[step] = loss.detach()
+        if callback is not None:
+            callback(step, loss.detach())
+        if not bar.disable and (step + 1 - shown >= log_every or step + 1 == steps):
+            bar.set_postfix(loss=f"{losses[shown : step + 1].mean().item():.4g}", refresh=False)
+            bar.update(step + 1 - shown)
+            shown = step + 1
+    bar.close()
+    model.train(was_training)
+    return TrainResult(model=model, ema=ema.module if ema is not None else None, losses=losses.cpu())

@@ -1,0 +1,408 @@
+"""The training loop, the EMA and checkpoints: exact EMA formulas, reproducibility, DDP gradient averaging."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from diffbook import train as T
+from diffbook.checkpoint import FORMAT, load_checkpoint, plain_config, save_checkpoint
+from diffbook.ema import EMA, ema_update_, unwrap_model
+
+CPU = torch.device("cpu")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def regression_data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    w = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    return x, x @ w + 0.3
+
+
+def mse(model, batch, generator):
+    x, y = batch
+    return (model(x) - y).pow(2).mean(dim=1)
+
+
+def noisy_mse(model, batch, generator):
+    """Uses the generator, as a diffusion loss does for its noise draws."""
+    x, y = batch
+    x = x + 0.1 * torch.randn(x.shape, generator=generator, device=x.device)
+    return (model(x) - y).pow(2).mean(dim=1)
+
+
+def mlp(seed: int = 0, width: int = 32) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, width), nn.SiLU(), nn.Linear(width, 1))
+
+
+def run(model=None, loss_fn=mse, batches=None, **kw):
+    kw = {"steps": 20, "device": CPU, "progress": False, **kw}
+    return T.train(model if model is not None else mlp(), loss_fn, batches or (lambda step: regression_data()), **kw)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_loss_decreases_on_a_regression_problem():
+    res = run(steps=300, lr=1e-2, ema_decay=None)
+    assert res.losses.shape == (300,) and res.losses.dtype == torch.float32 and res.losses.device == CPU
+    first, last = res.losses[:5].mean(), res.losses[-20:].mean()
+    assert last < 0.02 * first, (first, last)
+
+
+def test_same_seeds_give_identical_loss_history_and_weights():
+    a = run(loss_fn=noisy_mse, seed=3)
+    b = run(loss_fn=noisy_mse, seed=3)
+    c = run(loss_fn=noisy_mse, seed=4)
+    assert torch.equal(a.losses, b.losses)
+    for p, q in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(p, q)
+    assert not torch.equal(a.losses, c.losses)  # the generator really drives the noise
+    g = torch.Generator().manual_seed(3)
+    d = run(loss_fn=noisy_mse, generator=g)
+    assert torch.equal(a.losses, d.losses)  # seed=3 and an injected generator seeded with 3 agree (one rank)
+
+
+def grad_norms(clip):
+    norms = []
+
+    def record(step, loss):
+        norms.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
+
+    model = mlp()
+    x, y = regression_data()
+    run(model, batches=lambda step: (x, 50.0 * y), grad_clip=clip, callback=record)
+    return torch.stack(norms)
+
+
+def test_grad_clipping_caps_the_gradient_norm():
+    raw = grad_norms(None)
+    assert (raw > 5.0).all(), raw  # the problem is scaled so that every raw gradient exceeds the cap
+    clipped = grad_norms(0.5)
+    assert (clipped <= 0.5 * (1 + 1e-5)).all(), clipped
+    torch.testing.assert_close(clipped, torch.full_like(clipped, 0.5), rtol=1e-5, atol=0)
+
+
+def test_train_ema_is_the_naive_recursion_and_differs_from_the_model():
+    model, decay = mlp(), 0.9
+    shadow = [p.detach().clone().double() for p in model.parameters()]
+
+    def naive(step, loss):
+        for e, p in zip(shadow, model.parameters()):
+            e.mul_(decay).add_((1 - decay) * p.detach().double())
+
+    res = run(model, steps=30, lr=1e-2, ema_decay=decay, callback=naive)
+    assert res.model is model and res.ema is not model
+    assert not res.ema.training and not any(p.requires_grad for p in res.ema.parameters())
+    for e, p, q in zip(shadow, res.ema.parameters(), res.model.parameters()):
+        torch.testing.assert_close(p.double(), e, rtol=0, atol=1e-6)
+        assert (p - q).abs().max() > 1e-3
+    assert run(ema_decay=None).ema is None
+    zero = run(ema_decay=0.0)  # decay 0: the EMA is the model
+    for p, q in zip(zero.ema.parameters(), zero.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_batches_may_be_an_iterable_restarted_each_epoch():
+    x, y = regression_data(48)
+    loader = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 48, 16)]
+    res = run(batches=loader, steps=7)
+    assert res.losses.shape == (7,)
+    assert res.losses[0] != res.losses[1]  # different batches
+    with pytest.raises(ValueError, match="batches ran out after 3"):
+        run(batches=iter(loader), steps=7)
+
+
+def test_the_progress_bar_is_the_only_host_sync(monkeypatch):
+    calls = []
+    item = torch.Tensor.item
+
+    def counting_item(self):
+        if sys._getframe(1).f_code.co_filename == T.__file__:  # the loop's own syncs, not the optimiser's
+            calls.append(1)
+        return item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    run(steps=30, progress=True, log_every=10)
+    assert len(calls) == 3
+    calls.clear()
+    run(steps=30, progress=False)
+    assert calls == []
+
+
+def test_train_restores_the_training_flag_and_returns_a_frozen_result():
+    model = mlp().eval()
+    res = run(model, steps=2)
+    assert not res.model.training
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.losses = None
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"steps": 0}, ValueError, "steps"),
+        ({"steps": -3}, ValueError, "steps"),
+        ({"steps": 2.5}, ValueError, "steps"),
+        ({"ema_decay": 1.0}, ValueError, "ema_decay"),
+        ({"ema_decay": -0.1}, ValueError, "ema_decay"),
+        ({"lr": 0.0}, ValueError, "lr"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay"),
+        ({"grad_clip": 0.0}, ValueError, "grad_clip"),
+        ({"log_every": 0}, ValueError, "log_every"),
+        ({"loss_fn": 42}, TypeError, "loss_fn"),
+        ({"model": "net"}, TypeError, "model"),
+        ({"batches": 42}, TypeError, "batches"),
+        ({"callback": 1}, TypeError, "callback"),
+        ({"generator": 5}, TypeError, "generator"),
+        ({"loss_fn": lambda m, b, g: mse(m, b, g).mean()}, ValueError, r"per-sample losses of shape \(n,\)"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        run(**kwargs)
+
+
+def test_init_distributed_without_torchrun_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert isinstance(T.init_distributed(), torch.device)
+    assert not torch.distributed.is_initialized()
+    assert T.rank_and_world_size() == (0, 1) and T.is_main_process()
+    T.close_distributed()  # harmless when nothing was joined
+
+
+# ----------------------------------------------------------------------------------------------------- EMA
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+def test_ema_matches_the_closed_form_for_constant_parameters(dtype, tol):
+    """e_k = p + decay^k (e_0 - p) after k updates towards a constant p."""
+    net = mlp().to(dtype)
+    ema = EMA(net, decay=0.95)
+    e0 = [p.detach().clone() for p in net.parameters()]
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn_like(p))
+    for k in range(1, 41):
+        ema.update(net)
+        if k in (1, 7, 40):
+            for e, p, s in zip(e0, net.parameters(), ema.module.parameters()):
+                torch.testing.assert_close(s, p + 0.95**k * (e - p), rtol=0, atol=tol)
+    assert ema.num_updates == 40
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-6), (torch.float32, 1e-5)])
+def test_ema_matches_a_naive_loop_on_a_changing_sequence(dtype, tol):
+    """Same recursion, different rounding (lerp vs. d e + (1 - d) p): fp32 drifts by a few ulps over 200 steps."""
+    torch.manual_seed(2)
+    shapes = [(5, 3), (3,), (2, 2, 2)]
+    decay = 0.99
+    params = [torch.randn(s, dtype=dtype) for s in shapes]
+    shadow = [p.clone() for p in params]
+    naive = [p.clone() for p in params]
+    for _ in range(200):
+        params = [p + 0.1 * torch.randn_like(p) for p in params]
+        ema_update_(shadow, params, decay)
+        naive = [decay * e + (1 - decay) * p for e, p in zip(naive, params)]
+    for s, e in zip(shadow, naive):
+        torch.testing.assert_close(s, e, rtol=0, atol=tol)
+    with pytest.raises(ValueError, match="decay"):
+        ema_update_(shadow, params, 1.0)
+    with pytest.raises(ValueError, match="same length"):
+        ema_update_(shadow, params[:1], 0.5)
+
+
+def test_ema_copies_buffers_and_strips_wrappers():
+    net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    ema = EMA(torch.compile(net), decay=0.5)  # compiling is lazy: nothing is compiled here
+    assert isinstance(ema.module, nn.Sequential)
+    net(torch.randn(8, 3) * 4 + 2)  # changes the running statistics
+    ema.update(net)
+    for b, s in zip(net.buffers(), ema.module.buffers()):
+        assert torch.equal(b, s)
+    assert unwrap_model(torch.compile(net)) is net
+    copy = ema.copy()
+    assert copy is not ema.module and torch.equal(copy[0].weight, ema.module[0].weight)
+    with pytest.raises(ValueError, match="decay"):
+        EMA(net, decay=1.5)
+
+
+# ----------------------------------------------------------------------------------------------- checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    width: int = 16
+    act: str = "silu"
+    hidden: tuple[int, ...] = (16, 8)
+
+
+def build_net(config: NetConfig) -> nn.Module:
+    act = {"silu": nn.SiLU, "tanh": nn.Tanh}[config.act]
+    layers, d = [], 4
+    for h in config.hidden:
+        layers += [nn.Linear(d, h), act()]
+        d = h
+    return nn.Sequential(*layers, nn.Linear(d, 1))
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    config = NetConfig(act="tanh")
+    torch.manual_seed(0)
+    model = build_net(config)
+    ema = EMA(model, 0.9)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)
+    path = save_checkpoint(tmp_path / "sub" / "net.pt", torch.compile(model), config, ema=ema, step=123)
+    assert path.exists() and not path.with_name("net.pt.tmp").exists()
+
+    ckpt = load_checkpoint(path, lambda c: build_net(NetConfig(**c)))
+    assert ckpt.step == 123 and ckpt.config == dataclasses.asdict(config) and ckpt.config["hidden"] == (16, 8)
+    x = torch.randn(10, 4)
+    for built, original in [(ckpt.model, model), (ckpt.ema, ema.module)]:
+        for (k, a), (k2, b) in zip(built.state_dict().items(), original.state_dict().items()):
+            assert k == k2 and torch.equal(a, b)
+        assert torch.equal(built(x), original(x))
+    assert not torch.equal(ckpt.model(x), ckpt.ema(x))
+
+    save_checkpoint(tmp_path / "plain.pt", model, {"width": 16})
+    assert load_checkpoint(tmp_path / "plain.pt", lambda c: build_net(NetConfig())).ema is None
+
+
+EXECUTED = []
+
+
+def _mark_executed():
+    EXECUTED.append(True)
+    return {}
+
+
+class Payload:
+    """Unpickling this runs :func:`_mark_executed`: the kind of object ``weights_only`` must refuse."""
+
+    def __reduce__(self):
+        return (_mark_executed, ())
+
+
+def test_loading_an_arbitrary_pickled_object_fails_under_weights_only(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "config": Payload(), "step": 0, "model": {}, "ema": None}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path, lambda c: build_net(NetConfig()))
+    assert EXECUTED == []
+    torch.load(path, weights_only=False)  # the payload is real: a full unpickle runs it
+    assert EXECUTED == [True]
+
+
+def test_checkpoint_rejects_bad_configs_and_foreign_files(tmp_path):
+    model = build_net(NetConfig())
+    with pytest.raises(TypeError, match=r"config\['dtype'\]"):
+        save_checkpoint(tmp_path / "a.pt", model, {"dtype": torch.float32})
+    with pytest.raises(TypeError, match=r"config\['sizes'\]\[1\]"):
+        plain_config({"sizes": [1, object()]})
+    with pytest.raises(TypeError, match="config must be a dict or a dataclass"):
+        save_checkpoint(tmp_path / "a.pt", model, "width=16")
+    with pytest.raises(ValueError, match="step"):
+        save_checkpoint(tmp_path / "a.pt", model, {}, step=-1)
+    torch.save({"weights": model.state_dict()}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="not a diffbook checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt", lambda c: model)
+    save_checkpoint(tmp_path / "b.pt", model, NetConfig())
+    with pytest.raises(ValueError, match="do not fit"):
+        load_checkpoint(tmp_path / "b.pt", lambda c: build_net(NetConfig(hidden=(4,))))
+    with pytest.raises(TypeError, match="build"):
+        load_checkpoint(tmp_path / "b.pt", "build_net")
+
+
+# ------------------------------------------------------------------------------------------------------ DDP
+
+
+def _load_worker():
+    spec = importlib.util.spec_from_file_location("ddp_worker", os.path.join(HERE, "ddp_worker.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ddp_on_two_cpu_ranks_averages_gradients(tmp_path):
+    """Two Gloo ranks on different data end with identical weights: those of one process on both data sets."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.path.dirname(HERE)}
+    env.pop("DIFFBOOK_DEVICE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*cmd, os.path.join(HERE, "ddp_worker.py"), str(tmp_path)], env=env, capture_output=True, text=True, timeout=180
+    )
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["device"] == r1["device"] == "cpu"
+
+    for k in r0["model"]:
+        torch.testing.assert_close(r0["model"][k], r1["model"][k], rtol=0, atol=1e-7)
+        assert torch.equal(r0["initial"][k], r1["initial"][k])
+        assert not torch.equal(r0["model"][k], r0["initial"][k])
+    assert r0["seed"] != r1["seed"]  # each rank got its own noise generator (seed + rank)
+
+    w = _load_worker()
+    settings = {**w.SETTINGS, "device": CPU, "progress": False}
+    batch0, batch1 = w.data(0), w.data(1)
+    alone = T.train(w.build(), w.loss_fn, lambda step: batch0, **settings).model.state_dict()
+    both = tuple(torch.cat(pair) for pair in zip(batch0, batch1))  # equal halves: mean loss = mean of rank means
+    union = T.train(w.build(), w.loss_fn, lambda step: both, **settings).model.state_dict()
+    for k in alone:
+        assert (r0["model"][k] - alone[k]).abs().max() > 1e-3  # rank 1's data mattered
+        torch.testing.assert_close(r0["model"][k], union[k], rtol=0, atol=1e-5)
+
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt", lambda c: w.build())
+    assert ckpt.config == {"rank": 0} and ckpt.step == w.STEPS  # rank 0 alone wrote it
+    assert "6/6" in (tmp_path / "stderr0.txt").read_text()
+    assert (tmp_path / "stderr1.txt").read_text() == ""  # no progress bar on rank 1
+    assert elapsed < 120, f"torchrun with two ranks took {elapsed:.1f} s"  # ~6 s here, ~17 s on a GPU box
+
+
+# ------------------------------------------------------------------------------------------------------ GPU
+
+
+@pytest.mark.gpu
+def test_bf16_autocast_training_step_on_cuda():
+    dtypes = []
+
+    def loss_fn(model, batch, generator):
+        x, y = batch
+        out = model(x + 0.01 * torch.randn(x.shape, generator=generator, device=x.device))
+        dtypes.append(out.dtype)
+        return (out.float() - y).pow(2).mean(dim=1)
+
+    res = run(loss_fn=loss_fn, device="cuda", steps=200, lr=1e-2)
+    assert set(dtypes) == {torch.bfloat16}  # the forward pass ran under bf16 autocast
+    assert all(p.dtype == torch.float32 and p.is_cuda for p in res.model.parameters())  # fp32 master weights
+    assert res.losses.device == CPU and torch.isfinite(res.losses).all()
+    assert res.losses[-20:].mean() < 0.05 * res.losses[:5].mean()
+    assert next(res.ema.parameters()).is_cuda
+    off = run(loss_fn=loss_fn, device="cuda", steps=2, amp=False)
+    assert dtypes[-1] == torch.float32 and torch.isfinite(off.losses).all()
+
+
+@pytest.mark.gpu
+def test_compiled_training_on_cuda():
+    res = run(device="cuda", steps=200, lr=1e-2, compile=True)
+    assert isinstance(res.model, nn.Sequential)  # the plain network comes back, not the compiled wrapper
+    assert torch.isfinite(res.losses).all()
+    assert res.losses[-20:].mean() < 0.05 * res.losses[:5].mean()
+    eager = run(device="cuda", steps=200, lr=1e-2)
+    torch.testing.assert_close(res.losses, eager.losses, rtol=0.05, atol=1e-3)
