@@ -1,0 +1,227 @@
+"""DiT: a Diffusion Transformer with adaLN-Zero blocks and 2-D axial RoPE.
+
+The image ``(n, C, H, W)`` is cut into ``p × p`` patches, each linearly embedded into a token. Every block
+is pre-norm attention and MLP, both modulated by the conditioning vector ``c`` (noise level + class):
+``x ← x + gate · f(LayerNorm(x) · (1 + scale) + shift)``, with ``(shift, scale, gate)`` a linear function
+of ``c`` that starts at zero (adaLN-Zero), so every block starts as the identity. The final layer also
+starts at zero, so the untrained network outputs zeros.
+
+Positions enter through 2-D axial RoPE on queries and keys (relative positions only), optionally also
+through fixed sin-cos absolute embeddings (the original DiT). Both are computed from the patch grid at
+call time, so any ``H, W`` divisible by ``p`` works; ``pos_scale`` and ``pos_offset`` rescale or shift the
+grid for resolution extrapolation.
+
+Reference: Peebles & Xie, *Scalable Diffusion Models with Transformers* (2023), §3.2 and Table 1; RoPE
+from Su et al. (2021), axial 2-D RoPE for images from Heo et al. (2024).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from diffbook.nets.attention import MultiHeadAttention
+from diffbook.nets.layers import (
+    AdaLNZero,
+    LabelEmbedding,
+    TimestepEmbedding,
+    expand_noise_level,
+    modulate,
+    sincos_position_embedding,
+)
+from diffbook.nets.rope import axial_rope_angles, grid_positions
+
+__all__ = ["DiTBlock", "DiT", "PRESETS"]
+
+PRESETS: dict[str, dict[str, int]] = {
+    "S/2": dict(depth=12, hidden=384, heads=6, patch_size=2),
+    "S/4": dict(depth=12, hidden=384, heads=6, patch_size=4),
+    "B/2": dict(depth=12, hidden=768, heads=12, patch_size=2),
+    "B/4": dict(depth=12, hidden=768, heads=12, patch_size=4),
+}
+"""DiT sizes from Peebles & Xie (2023), Table 1: depth, width, heads (and patch size)."""
+
+
+class DiTBlock(nn.Module):
+    """One adaLN-Zero transformer block (Peebles & Xie 2023, Fig. 3).
+
+    Args:
+        hidden: token width.
+        heads: attention heads.
+        mlp_ratio: MLP width as a multiple of ``hidden``.
+    """
+
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.attn = MultiHeadAttention(hidden, heads)
+        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        width = int(hidden * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(hidden, width), nn.GELU(approximate="tanh"), nn.Linear(width, hidden))
+        self.adaln = AdaLNZero(hidden, hidden, 6)
+
+    def forward(self, x: Tensor, c: Tensor, rope: Tensor | None = None) -> Tensor:
+        """Tokens ``x`` of shape ``(n, L, hidden)``, conditioning ``c`` of shape ``(n, hidden)``, optional RoPE
+        angles ``(L, head_dim/2)``; returns ``(n, L, hidden)``."""
+        shift_attn, scale_attn, gate_attn, shift_mlp, scale_mlp, gate_mlp = self.adaln(c)
+        x = x + gate_attn[:, None] * self.attn(modulate(self.norm1(x), shift_attn, scale_attn), rope)
+        return x + gate_mlp[:, None] * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+
+class _FinalLayer(nn.Module):
+    """adaLN-modulated LayerNorm and a zero-initialised linear map from tokens to patches."""
+
+    def __init__(self, hidden: int, patch_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
+        self.adaln = AdaLNZero(hidden, hidden, 2)
+        self.linear = nn.Linear(hidden, patch_dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaln(c)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class DiT(nn.Module):
+    """Diffusion Transformer: ``(x, noise_level, labels) -> (n, C_out, H, W)`` (Peebles & Xie 2023).
+
+    Args:
+        in_channels: image channels ``C``.
+        patch_size: patch side ``p``; ``H`` and ``W`` must be divisible by it.
+        hidden: token width.
+        depth: number of blocks.
+        heads: attention heads; with RoPE, ``hidden / heads`` must be divisible by 4.
+        mlp_ratio: MLP width as a multiple of ``hidden``.
+        num_classes: number of classes for class conditioning (``None``: unconditional); class
+            ``num_classes`` is the learned null class for classifier-free guidance.
+        learn_sigma: also output a variance channel per input channel (``C_out = 2C``), as in DiT/iDDPM.
+        rope: use 2-D axial RoPE in attention.
+        abs_pos: add fixed 2-D sin-cos absolute position embeddings to the tokens (the original DiT).
+        rope_base: RoPE base; a plain attribute, so it can be changed after training (NTK-style scaling).
+        time_scale: multiplies ``noise_level`` before the sinusoidal embedding.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        patch_size: int = 2,
+        hidden: int = 384,
+        depth: int = 12,
+        heads: int = 6,
+        mlp_ratio: float = 4.0,
+        num_classes: int | None = None,
+        learn_sigma: bool = False,
+        rope: bool = True,
+        abs_pos: bool = False,
+        rope_base: float = 10000.0,
+        time_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("patch_size", patch_size), ("hidden", hidden),
+                            ("depth", depth), ("heads", heads)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if hidden % heads:
+            raise ValueError(f"heads={heads} must divide hidden={hidden}")
+        if rope and (hidden // heads) % 4:
+            raise ValueError(f"with rope=True the head dim hidden/heads must be divisible by 4, got {hidden // heads}")
+        if not rope and not abs_pos:
+            raise ValueError("a DiT needs position information: set rope=True or abs_pos=True")
+        if abs_pos and hidden % 4:
+            raise ValueError(f"with abs_pos=True, hidden must be divisible by 4, got {hidden}")
+        self.config = dict(in_channels=in_channels, patch_size=patch_size, hidden=hidden, depth=depth, heads=heads,
+                           mlp_ratio=mlp_ratio, num_classes=num_classes, learn_sigma=learn_sigma, rope=rope,
+                           abs_pos=abs_pos, rope_base=rope_base, time_scale=time_scale)
+        self.in_channels, self.patch_size, self.hidden, self.heads = in_channels, patch_size, hidden, heads
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.use_rope, self.abs_pos, self.rope_base = rope, abs_pos, rope_base
+
+        self.patch = nn.Conv2d(in_channels, hidden, patch_size, stride=patch_size)
+        self.time = TimestepEmbedding(hidden, scale=time_scale)
+        self.label = LabelEmbedding(num_classes, hidden) if num_classes is not None else None
+        self.null_label = num_classes  # the label of the null class; None when unconditional
+        self.blocks = nn.ModuleList(DiTBlock(hidden, heads, mlp_ratio) for _ in range(depth))
+        self.final = _FinalLayer(hidden, patch_size * patch_size * self.out_channels)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # DiT's initialisation: Xavier for linear maps, N(0, 0.02) for the embeddings, then adaLN-Zero
+        # and the final layer back to zero.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.xavier_uniform_(self.patch.weight.view(self.hidden, -1))
+        nn.init.zeros_(self.patch.bias)
+        for layer in (self.time.mlp[0], self.time.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        if self.label is not None:
+            nn.init.normal_(self.label.table.weight, std=0.02)
+        for adaln in [block.adaln for block in self.blocks] + [self.final.adaln]:
+            nn.init.zeros_(adaln.linear.weight)
+            nn.init.zeros_(adaln.linear.bias)
+        nn.init.zeros_(self.final.linear.weight)
+        nn.init.zeros_(self.final.linear.bias)
+
+    @classmethod
+    def from_preset(cls, name: str, in_channels: int, **kwargs: object) -> DiT:
+        """Build a standard size, e.g. ``DiT.from_preset("S/2", 4, num_classes=10)``; ``kwargs`` override."""
+        if name not in PRESETS:
+            raise ValueError(f"name must be one of {sorted(PRESETS)}, got {name!r}")
+        return cls(in_channels, **{**PRESETS[name], **kwargs})
+
+    def forward(
+        self,
+        x: Tensor,
+        noise_level: Tensor | float,
+        labels: Tensor | None = None,
+        *,
+        pos_scale: float | tuple[float, float] = 1.0,
+        pos_offset: tuple[float, float] = (0.0, 0.0),
+    ) -> Tensor:
+        """Evaluate the network.
+
+        Args:
+            x: images, shape ``(n, C, H, W)`` with ``H, W`` divisible by ``patch_size``.
+            noise_level: shape ``(n,)`` or a scalar, the caller's noise conditioning.
+            labels: class indices, shape ``(n,)``, integer dtype; ``None`` means the null class for a
+                class-conditional DiT. Must be ``None`` for an unconditional one.
+            pos_scale: patch ``(i, j)`` sits at ``pos_offset + (i, j) · pos_scale`` (see
+                :func:`~diffbook.nets.rope.grid_positions`); for RoPE and the absolute embeddings.
+            pos_offset: ``(row, col)`` shift of the whole patch grid.
+        Returns:
+            Shape ``(n, C_out, H, W)``, ``C_out = C`` (or ``2C`` with ``learn_sigma``).
+        """
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        if x.ndim != 4:
+            raise ValueError(f"x must have shape (n, C, H, W), got {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x must have {self.in_channels} channels, got shape {tuple(x.shape)}")
+        p = self.patch_size
+        if x.shape[2] % p or x.shape[3] % p:
+            raise ValueError(f"x's height and width must be divisible by patch_size={p}, got {tuple(x.shape[2:])}")
+        if self.label is None and labels is not None:
+            raise ValueError("labels were given but this DiT is unconditional; build it with num_classes=...")
+        n, _, height, width = x.shape
+        h, w = height // p, width // p
+
+        tokens = self.patch(x).flatten(2).transpose(1, 2)  # (n, h*w, hidden)
+        positions = grid_positions(h, w, offset=pos_offset, scale=pos_scale, device=x.device)  # (h*w, 2)
+        if self.abs_pos:
+            tokens = tokens + sincos_position_embedding(positions, self.hidden).to(tokens.dtype)
+        rope = axial_rope_angles(positions, self.hidden // self.heads, self.rope_base) if self.use_rope else None
+
+        c = self.time(expand_noise_level(noise_level, n, x.device))
+        if self.label is not None:
+            c = c + self.label(labels, n, x.device)
+        for block in self.blocks:
+            tokens = block(tokens, c, rope)
+        patches = self.final(tokens, c)  # (n, h*w, p*p*C_out)
+
+        patches = patches.view(n, h, w, p, p, self.out_channels)
+        return patches.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, height, width)
