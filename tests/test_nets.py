@@ -70,8 +70,9 @@ def test_rope_is_the_complex_rotation_and_preserves_norms():
     x = torch.randn(3, 7, 16)
     pos = torch.linspace(-2.0, 9.5, 7)
     out = rope.apply_rope(x, pos)
-    z = torch.view_as_complex(x.reshape(3, 7, 8, 2))
-    expected = torch.view_as_real(z * torch.polar(torch.ones(7, 8), rope.rope_angles(pos, 16))).reshape(3, 7, 16)
+    z = torch.complex(x[..., :8], x[..., 8:])  # feature i pairs with feature i + D/2
+    rotated = z * torch.polar(torch.ones(7, 8), rope.rope_angles(pos, 16))
+    expected = torch.cat([rotated.real, rotated.imag], dim=-1)
     assert torch.allclose(out, expected, atol=1e-6)
     assert torch.allclose(out.norm(dim=-1), x.norm(dim=-1), rtol=1e-5)
     assert rel_err(out, x) > 0.1  # it did rotate
@@ -102,10 +103,15 @@ def test_axial_rope_scores_depend_only_on_relative_offset_2d():
     shifted_pos = rope.grid_positions(3, 4, offset=(2.5, -7.25))
     shifted = rope.apply_axial_rope(q, shifted_pos) @ rope.apply_axial_rope(k, shifted_pos).T
     assert torch.allclose(shifted, scores, atol=1e-5)
-    # half of the head dimension follows the row, the other half the column
+    # half of the rotation pairs (i, i + 16) follow the row (i < 8), the other half the column (i >= 8)
     rows_only = rope.apply_axial_rope(q, torch.stack([pos[:, 0], torch.zeros(12)], dim=1))
     cols_only = rope.apply_axial_rope(q, torch.stack([torch.zeros(12), pos[:, 1]], dim=1))
-    assert torch.equal(rows_only[:, 16:], q[:, 16:]) and torch.equal(cols_only[:, :16], q[:, :16])
+    row_feats = torch.cat([torch.arange(0, 8), torch.arange(16, 24)])
+    col_feats = torch.cat([torch.arange(8, 16), torch.arange(24, 32)])
+    assert torch.equal(rows_only[:, col_feats], q[:, col_feats]) and torch.equal(cols_only[:, row_feats], q[:, row_feats])
+    assert not torch.equal(rows_only[:, row_feats], q[:, row_feats])
+    tables = rope.rotary_tables(rope.axial_rope_angles(pos, 32))  # precomputed tables give the same result
+    assert torch.allclose(rope.apply_rotary(q, tables), rope.apply_axial_rope(q, pos), atol=1e-6)
     scaled = rope.grid_positions(2, 2, offset=(1.0, 0.5), scale=0.5)
     assert torch.equal(scaled, torch.tensor([[1.0, 0.5], [1.0, 1.0], [1.5, 0.5], [1.5, 1.0]]))
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffbook.nets.rope import apply_rotary
+from diffbook.nets.rope import Rotary, apply_rotary, rotary_tables
 
 __all__ = ["KVCache", "block_causal_mask", "MultiHeadAttention"]
 
@@ -83,7 +83,7 @@ class MultiHeadAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def _project(self, x: Tensor, rope: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _project(self, x: Tensor, rope: Tensor | Rotary | None) -> tuple[Tensor, Tensor, Tensor]:
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if x.ndim != 3 or x.shape[-1] != self.dim:
@@ -91,12 +91,13 @@ class MultiHeadAttention(nn.Module):
         n, length, _ = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if rope is not None:
-            if rope.shape[-2:] != (length, self.head_dim // 2):
-                raise ValueError(f"rope angles must end in shape ({length}, {self.head_dim // 2}), "
-                                 f"got {tuple(rope.shape)}")
-            if rope.ndim == 3:  # per-sample angles (n, L, D/2): broadcast over heads
-                rope = rope[:, None]
-            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+            cos, sin = rope if isinstance(rope, tuple) else rotary_tables(rope)
+            if cos.shape[-2:] != (length, self.head_dim):
+                raise ValueError(f"rope angles must end in shape ({length}, {self.head_dim // 2}) "
+                                 f"(tables: ({length}, {self.head_dim})), got {tuple(cos.shape)}")
+            if cos.ndim == 3:  # per-sample tables (n, L, D): broadcast over heads
+                cos, sin = cos[:, None], sin[:, None]
+            q, k = apply_rotary(q, (cos, sin)), apply_rotary(k, (cos, sin))
         return q, k, v
 
     def _merge(self, out: Tensor) -> Tensor:
@@ -104,14 +105,15 @@ class MultiHeadAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(n, length, self.dim))
 
     def forward(
-        self, x: Tensor, rope: Tensor | None = None, *, mask: Tensor | None = None, block_size: int | None = None
+        self, x: Tensor, rope: Tensor | Rotary | None = None, *, mask: Tensor | None = None, block_size: int | None = None
     ) -> Tensor:
         """Attend over the whole sequence.
 
         Args:
             x: tokens, shape ``(n, L, D)``.
             rope: RoPE angles for the ``L`` tokens, shape ``(L, head_dim/2)`` or ``(n, L, head_dim/2)``
-                (from :func:`~diffbook.nets.rope.rope_angles` or ``axial_rope_angles``); ``None`` for none.
+                (from :func:`~diffbook.nets.rope.rope_angles` or ``axial_rope_angles``), or their
+                precomputed ``(cos, sin)`` tables (:func:`~diffbook.nets.rope.rotary_tables`); ``None`` for none.
             mask: boolean mask, ``True`` = may attend, broadcastable to ``(n, heads, L, L)``.
             block_size: use the block-causal mask with this block size (1 = causal). Not with ``mask``.
         Returns:
@@ -129,7 +131,7 @@ class MultiHeadAttention(nn.Module):
         return self._merge(out)
 
     def forward_cached(
-        self, x: Tensor, cache: KVCache | None = None, rope: Tensor | None = None, *, block_size: int | None = None
+        self, x: Tensor, cache: KVCache | None = None, rope: Tensor | Rotary | None = None, *, block_size: int | None = None
     ) -> tuple[Tensor, KVCache]:
         """Attend from new tokens to the cached tokens and to themselves; return the extended cache.
 

@@ -28,7 +28,7 @@ from diffbook.nets.layers import (
     modulate,
     sincos_position_embedding,
 )
-from diffbook.nets.rope import axial_rope_angles, grid_positions
+from diffbook.nets.rope import Rotary, axial_rope_angles, grid_positions, rotary_tables
 
 __all__ = ["DiTBlock", "DiT", "PRESETS"]
 
@@ -59,7 +59,7 @@ class DiTBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden, width), nn.GELU(approximate="tanh"), nn.Linear(width, hidden))
         self.adaln = AdaLNZero(hidden, hidden, 6)
 
-    def forward(self, x: Tensor, c: Tensor, rope: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, c: Tensor, rope: Tensor | Rotary | None = None) -> Tensor:
         """Tokens ``x`` of shape ``(n, L, hidden)``, conditioning ``c`` of shape ``(n, hidden)``, optional RoPE
         angles ``(L, head_dim/2)``; returns ``(n, L, hidden)``."""
         shift_attn, scale_attn, gate_attn, shift_mlp, scale_mlp, gate_mlp = self.adaln(c)
@@ -214,7 +214,9 @@ class DiT(nn.Module):
         positions = grid_positions(h, w, offset=pos_offset, scale=pos_scale, device=x.device)  # (h*w, 2)
         if self.abs_pos:
             tokens = tokens + sincos_position_embedding(positions, self.hidden).to(tokens.dtype)
-        rope = axial_rope_angles(positions, self.hidden // self.heads, self.rope_base) if self.use_rope else None
+        rope = None
+        if self.use_rope:  # cos/sin tables once per forward, shared by every block
+            rope = rotary_tables(axial_rope_angles(positions, self.hidden // self.heads, self.rope_base))
 
         c = self.time(expand_noise_level(noise_level, n, x.device))
         if self.label is not None:

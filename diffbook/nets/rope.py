@@ -1,13 +1,15 @@
 """Rotary position embeddings (RoPE), 1-D and axial 2-D, as pure functions.
 
-RoPE rotates consecutive feature pairs ``(x_{2i}, x_{2i+1})`` of a query or key at position ``m`` by the
-angle ``m θ_i`` with ``θ_i = base^(-2i/D)``. Rotations compose, so the score between a query at ``m``
+RoPE rotates feature pairs of a query or key at position ``m`` by the angle ``m θ_i`` with
+``θ_i = base^(-2i/D)``. We pair feature ``i`` with feature ``i + D/2`` (the "rotate-half" layout of
+GPT-NeoX), which is RoFormer's rotation up to a fixed permutation of the features and needs only
+contiguous slices, so it costs three fused-friendly elementwise passes. Rotations compose, so the score between a query at ``m``
 and a key at ``m'`` depends on the positions only through ``m - m'``, and rotations keep norms.
 Positions are real numbers: they may be offset or fractional, which is what resolution-extrapolation
 schemes (position interpolation, shifted grids) act on.
 
-For image patches, *axial* RoPE gives each axis its own share of the head dimension: the first half
-rotates with the row index and the second half with the column index.
+For image patches, *axial* RoPE gives each axis its own share of the rotation angles: the first half
+of the ``D/2`` angles follows the row index and the second half the column index.
 
 References: Su et al., *RoFormer: Enhanced Transformer with Rotary Position Embedding* (2021), eq. (34);
 axial 2-D RoPE as in Heo et al., *Rotary Position Embedding for Vision Transformer* (2024), §3.
@@ -22,6 +24,8 @@ __all__ = [
     "rope_frequencies",
     "rope_angles",
     "axial_rope_angles",
+    "rotary_tables",
+    "rotate_half",
     "apply_rotary",
     "apply_rope",
     "apply_axial_rope",
@@ -76,25 +80,40 @@ def axial_rope_angles(positions: Tensor, dim: int, base: float = 10000.0) -> Ten
     return torch.cat([rope_angles(positions[..., a], dim // axes, base) for a in range(axes)], dim=-1)
 
 
-def apply_rotary(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate each feature pair ``(x_{2i}, x_{2i+1})`` by ``angles[..., i]`` (Su et al. 2021, eq. 34).
+Rotary = tuple[Tensor, Tensor]
+"""``(cos, sin)`` tables of shape ``(..., L, D)`` from :func:`rotary_tables`."""
 
-    The rotation is computed in float32 and cast back, so bf16 queries keep accurate angles.
+
+def rotary_tables(angles: Tensor) -> Rotary:
+    """``(cos, sin)`` of ``angles`` (shape ``(..., L, D/2)``), each repeated for both halves: ``(..., L, D)``.
+
+    Compute them once per forward pass and hand them to every attention layer.
+    """
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    return torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    """``(x₁, x₂) ↦ (-x₂, x₁)`` on the two halves of the last axis."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)
+
+
+def apply_rotary(x: Tensor, rotary: Tensor | Rotary) -> Tensor:
+    """Rotate each feature pair ``(x_i, x_{i + D/2})`` by its angle (Su et al. 2021, eq. 34).
 
     Args:
         x: queries or keys, shape ``(..., L, D)``, e.g. ``(n, heads, L, D)``.
-        angles: shape ``(..., L, D/2)``, broadcastable against ``x`` without its last axis.
+        rotary: angles of shape ``(..., L, D/2)``, or the ``(cos, sin)`` tables of :func:`rotary_tables`,
+            broadcastable against ``x``. The tables are cast to ``x``'s dtype (bf16 under autocast).
     Returns:
         Shape and dtype of ``x``.
     """
-    if x.shape[-1] != 2 * angles.shape[-1]:
-        raise ValueError(f"angles must have {x.shape[-1] // 2} columns for x with {x.shape[-1]} features, "
-                         f"got {angles.shape[-1]}")
-    xf = x.float()
-    x1, x2 = xf[..., 0::2], xf[..., 1::2]
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    rotated = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+    cos, sin = rotary if isinstance(rotary, tuple) else rotary_tables(rotary)
+    if x.shape[-1] != cos.shape[-1]:
+        raise ValueError(f"rotary tables must have {x.shape[-1]} columns for x with {x.shape[-1]} features "
+                         f"(angles: {x.shape[-1] // 2}), got {cos.shape[-1]}")
+    return x * cos.to(x.dtype) + rotate_half(x) * sin.to(x.dtype)
 
 
 def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
@@ -108,7 +127,8 @@ def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
 def apply_axial_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     """Axial RoPE: rotate ``x`` of shape ``(..., L, D)`` for grid positions ``(..., L, A)``.
 
-    Heo et al. (2024). With ``A = 2`` the first ``D/2`` features rotate with the row, the rest with the column.
+    Heo et al. (2024). With ``A = 2`` the pairs ``(i, i + D/2)`` with ``i < D/4`` rotate with the row and the
+    others with the column.
     """
     return apply_rotary(x, axial_rope_angles(positions, x.shape[-1], base))
 
