@@ -35,6 +35,7 @@ def _probe() -> tuple[Callable[[Tensor, Tensor], Tensor], Tensor, Tensor, Tensor
 
 @checker("1.1", "euler_step")
 def check_euler_step(euler: Any) -> str:
+    """Exercise 1.1: ``euler_step(u, t, x, h)`` is forward Euler, for positive and negative ``h``."""
     u, t, x, h = _probe()
     out = as_tensor(call(euler, "euler_step", u, t, x, h), "euler_step", tuple(x.shape))
     mistakes = [
@@ -54,6 +55,7 @@ def check_euler_step(euler: Any) -> str:
 
 @checker("1.2", "heun_step")
 def check_heun_step(heun: Any) -> str:
+    """Exercise 1.2: ``heun_step(u, t, x, h)`` is Heun's predictor-corrector step."""
     u, t, x, h = _probe()
     out = as_tensor(call(heun, "heun_step", u, t, x, h), "heun_step", tuple(x.shape))
     k1 = u(t, x)
@@ -72,6 +74,7 @@ def check_heun_step(heun: Any) -> str:
 
 @checker("1.3", "flow_map")
 def check_flow_map(expr: Any) -> str:
+    """Exercise 1.3: a SymPy flow map ``ψ_t(x0)`` of ``dx/dt = 1 - x`` (checked by substitution)."""
     import sympy as sp
 
     t, x0 = sp.symbols("t x0", real=True)
@@ -89,6 +92,7 @@ def check_flow_map(expr: Any) -> str:
 
 @checker("1.4", "div_u")
 def check_divergence(expr: Any) -> str:
+    """Exercise 1.4: the divergence of the limit-cycle field, as a SymPy expression in ``x, y``."""
     import sympy as sp
 
     x, y = sp.symbols("x y", real=True)
@@ -107,6 +111,7 @@ def check_divergence(expr: Any) -> str:
 
 @checker("1.5", "log_p")
 def check_log_density(log_p: Any) -> str:
+    """Exercise 1.5: ``log_p(x, t, a)`` of N(0, 1) carried by ``dx/dt = a x``."""
     x = torch.linspace(-3.0, 3.0, 13, dtype=torch.float64)
     for t, a in [(0.7, 0.5), (1.0, -0.8), (0.0, 2.0)]:
         t_, a_ = torch.tensor(t, dtype=torch.float64), torch.tensor(a, dtype=torch.float64)
@@ -131,6 +136,7 @@ def check_log_density(log_p: Any) -> str:
 
 @checker("1.6", "midpoint_step", "measured_order")
 def check_midpoint(midpoint: Any, measured: Any) -> str:
+    """Exercise 1.6: the explicit midpoint step, and its measured order (about 2)."""
     u, t, x, h = _probe()
     out = as_tensor(call(midpoint, "midpoint_step", u, t, x, h), "midpoint_step", tuple(x.shape))
     mistakes = [

@@ -68,7 +68,9 @@ def psnr(x: Tensor, y: Tensor, *, data_range: float) -> Tensor:
     return 10.0 * torch.log10(data_range**2 / err)
 
 
-def gaussian_window(size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
+def gaussian_window(
+    size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> Tensor:
     """The normalised 1-D Gaussian window of ``size`` taps, shape ``(size,)``; the 2-D window is its outer product."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd int, got {size!r}")
