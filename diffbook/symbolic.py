@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["divergence", "continuity_residual", "log_density_rate_residual"]
+__all__ = ["divergence", "continuity_residual", "log_density_rate_residual", "fokker_planck_residual"]
 
 
 def divergence(u: Sequence[Any], xs: Sequence[Any]) -> Any:
@@ -47,3 +47,21 @@ def log_density_rate_residual(p: Any, u: Sequence[Any], t: Any, xs: Sequence[Any
     log_p = sp.log(p)
     total = sp.diff(log_p, t) + sum(sp.diff(log_p, xi) * ui for ui, xi in zip(u, xs))
     return sp.simplify(sp.expand_log(total + divergence(u, xs), force=True))
+
+
+def fokker_planck_residual(p: Any, f: Sequence[Any], g: Any, t: Any, xs: Sequence[Any]) -> Any:
+    """``∂_t p + Σ_i ∂_i(f_i p) - ½ Σ_i ∂_i²(g² p)``, simplified: zero exactly when ``p`` solves the
+    Fokker–Planck equation of ``dX = f(t, X) dt + g(t, X) dW`` with ``W`` a standard Brownian motion in as
+    many dimensions as ``xs`` (Risken 1989, eq. 4.94, for isotropic noise ``g I``).
+
+    Args:
+        p: a density ``p(t, x)``; f: the drift, one expression per coordinate; g: a scalar diffusion
+            coefficient (it may depend on ``t`` and ``x``); t, xs: the symbols.
+    """
+    import sympy as sp
+
+    if len(f) != len(xs):
+        raise ValueError(f"f has {len(f)} components but there are {len(xs)} coordinates")
+    drift = sum(sp.diff(fi * p, xi) for fi, xi in zip(f, xs))
+    diffusion = sum(sp.diff(g**2 * p, xi, 2) for xi in xs)
+    return sp.simplify(sp.diff(p, t) + drift - sp.Rational(1, 2) * diffusion)
