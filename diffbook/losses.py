@@ -24,6 +24,7 @@ __all__ = [
     "esm_loss",
     "flow_matching_loss",
     "edm_weight",
+    "lognormal_sigmas",
     "denoising_loss",
     "ddpm_elbo_weights",
     "vdm_weight",
@@ -72,6 +73,18 @@ def flow_matching_loss(u_pred: Tensor, x0: Tensor, eps: Tensor, dalpha: Tensor |
 def edm_weight(sigma: Tensor, sigma_data: float = 0.5) -> Tensor:
     """EDM's loss weight ``λ(σ) = (σ² + σ_d²)/(σ σ_d)²`` (Karras et al. 2022, Table 1)."""
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def lognormal_sigmas(
+    n: int, *, p_mean: float = -1.2, p_std: float = 1.2, generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+) -> Tensor:
+    """Training noise levels ``ln σ ~ N(P_mean, P_std²)``, shape ``(n,)`` (Karras et al. 2022, §5 and Table 1)."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if p_std <= 0:
+        raise ValueError(f"p_std must be > 0, got {p_std}")
+    return torch.exp(p_mean + p_std * torch.randn(n, generator=generator, dtype=dtype, device=device))
 
 
 def denoising_loss(

@@ -99,3 +99,10 @@ def test_mse_shape_check_and_flow_matching_target():
         losses.mse(torch.zeros(2, 3), torch.zeros(3, 2))
     x0, eps = torch.randn(4, 2), torch.randn(4, 2)
     assert torch.allclose(losses.flow_matching_loss(eps - x0, x0, eps), torch.zeros(4))
+
+
+def test_lognormal_sigmas_have_the_stated_log_moments():
+    s = losses.lognormal_sigmas(200_000, p_mean=-1.2, p_std=1.2, generator=torch.Generator().manual_seed(0), dtype=f64)
+    assert abs(float(s.log().mean()) + 1.2) < 0.01 and abs(float(s.log().std()) - 1.2) < 0.01
+    with pytest.raises(ValueError, match="p_std must be > 0"):
+        losses.lognormal_sigmas(3, p_std=0.0)
