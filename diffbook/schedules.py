@@ -78,7 +78,11 @@ class VPLinear:
         return torch.exp(self.log_alpha(t))
 
     def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
+        return torch.sqrt(self.sigma_squared(t))
+
+    def sigma_squared(self, t: Tensor) -> Tensor:
+        """``σ_t² = 1 - α_t²`` without a square root, so its derivative exists at ``t = 0``."""
+        return -torch.expm1(2.0 * self.log_alpha(t))
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
         # σ̄² = 1/α² - 1, so ∫β = log(1 + σ̄²): solve the quadratic ½Δβ t² + β_min t - log(1 + σ̄²) = 0
@@ -105,7 +109,11 @@ class VPCosine:
         return torch.cos(0.5 * math.pi * (_as_t(t) + self.s) / (1.0 + self.s)) / self._f0()
 
     def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt((1.0 - self.alpha(t) ** 2).clamp_min(0.0))
+        return torch.sqrt(self.sigma_squared(t))
+
+    def sigma_squared(self, t: Tensor) -> Tensor:
+        """``σ_t² = 1 - α_t²`` without a square root, so its derivative exists at ``t = 0``."""
+        return (1.0 - self.alpha(t) ** 2).clamp_min(0.0)
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
         a = 1.0 / torch.sqrt(1.0 + _as_t(s) ** 2)

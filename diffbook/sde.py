@@ -48,8 +48,10 @@ def drift_coefficient(schedule: Schedule, t: Tensor) -> Tensor:
 
 def diffusion_squared(schedule: Schedule, t: Tensor) -> Tensor:
     """``g(t)² = dσ²/dt - 2 f σ²``: the unique diffusion that gives the path the variance ``σ_t²``."""
-    sigma, dsigma = time_derivative(schedule.sigma, t)
-    return 2.0 * sigma * dsigma - 2.0 * drift_coefficient(schedule, t) * sigma**2
+    # differentiate σ² itself where the schedule provides it: σ dσ/dt is 0·∞ at t = 0 for VP paths
+    sigma_squared = getattr(schedule, "sigma_squared", None) or (lambda u: schedule.sigma(u) ** 2)
+    var, dvar = time_derivative(sigma_squared, t)
+    return dvar - 2.0 * drift_coefficient(schedule, t) * var
 
 
 def forward_drift(schedule: Schedule, x: Tensor, t: Tensor) -> Tensor:

@@ -48,6 +48,13 @@ def test_drift_and_diffusion_from_the_general_rule(schedule, f, g2):
     assert torch.allclose(sde.diffusion_squared(schedule, T), g2(schedule, T), rtol=1e-9, atol=1e-12)
 
 
+def test_diffusion_is_finite_at_t_zero():
+    """At t = 0, σ = 0 and dσ/dt = ∞ for VP paths; g² = β(0) must still come out (not 0·∞ = NaN)."""
+    t0 = torch.tensor(0.0, dtype=f64)
+    assert math.isclose(float(sde.diffusion_squared(S.VPLinear(), t0)), 0.1, rel_tol=1e-12)
+    assert torch.isfinite(sde.diffusion_squared(S.VPCosine(), t0))
+
+
 def test_forward_sde_reproduces_the_marginal_variance():
     """Integrating the variance ODE dV/dt = 2fV + g² from V(0) = 0 gives σ_t² (the rule's defining property)."""
     for sch in [S.VPLinear(), S.VPCosine(), S.SubVP()]:
