@@ -61,3 +61,18 @@ def test_chapter_has_the_template_sections(path):
 @pytest.mark.parametrize("path", EXERCISES, ids=lambda p: p.name)
 def test_each_exercise_notebook_has_a_solution(path):
     assert (ROOT / "exercises" / "solutions" / path.name).exists()
+
+
+def test_appendix_lists_every_misconception_with_an_existing_test():
+    """Every Misconception box of a chapter has a row in the appendix, and the row's test exists."""
+    appendix = (ROOT / "appendix" / "notation.md").read_text()
+    rows = [line for line in appendix.splitlines() if line.startswith("| \"")]
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    for path in CHAPTERS:
+        text = "\n".join("".join(c["source"]) for c in cells(path) if c["cell_type"] == "markdown")
+        boxes = len(re.findall(r"\{admonition\}\s*Misconception", text))
+        listed = [r for r in rows if f"chapters/{path.stem}`" in r]
+        assert len(listed) == boxes, f"{path.name}: {boxes} misconception boxes, {len(listed)} rows in the appendix"
+    for row in rows:
+        name = re.findall(r"`(test_\w+)`", row)
+        assert name and f"def {name[0]}(" in tests, row
