@@ -459,3 +459,89 @@ def test_checkers_never_raise_on_malformed_answers(check, answer, bad):
     verdict = check(*([bad] * len(answer)))
     assert isinstance(verdict, Verdict) and not verdict.passed
     assert verdict.message and "Traceback" not in verdict.message
+
+
+# ------------------------------------------------------------------------- classifier guidance on digits
+
+
+@pytest.fixture(scope="module")
+def digit_classifier():
+    """A NoisyClassifier trained briefly on noised digits (noise levels of the flow-matching loss)."""
+    from diffbook.data import load_digits, train_test_split
+    from diffbook.nets import NoisyClassifier
+    from diffbook.train import train
+
+    train_x, train_y, test_x, test_y = train_test_split(*load_digits())
+    torch.manual_seed(0)
+    clf = NoisyClassifier(1, channels=16)
+    gen = torch.Generator().manual_seed(1)
+
+    def batch(step):
+        idx = torch.randint(0, train_x.shape[0], (128,), generator=gen)
+        return train_x[idx], train_y[idx]
+
+    def loss_fn(model, b, generator):
+        x0, y = b
+        t = torch.rand(x0.shape[0], generator=generator).clamp(1e-3, 0.999)
+        sig = t / (1 - t)
+        x_bar = x0 + sig.reshape(-1, 1, 1, 1) * torch.randn(x0.shape, generator=generator)
+        return torch.nn.functional.cross_entropy(model(x_bar, sig), y, reduction="none")
+
+    run = train(clf, loss_fn, batch, steps=300, lr=3e-3, ema_decay=None, device="cpu", progress=False)
+    return run.model.eval(), train_x, test_x, test_y
+
+
+def test_noisy_classifier_shapes_and_bad_input():
+    from diffbook.nets import NoisyClassifier
+
+    clf = NoisyClassifier(1, channels=8)
+    x = torch.randn(5, 1, 8, 8)
+    assert clf(x, 0.5).shape == (5, 10)
+    assert clf(x, torch.full((5,), 2.0)).shape == (5, 10)
+    with pytest.raises(ValueError, match="x must have shape"):
+        clf(torch.randn(5, 8, 8), 0.5)
+    with pytest.raises(ValueError, match="x must have shape"):
+        clf(torch.randn(5, 3, 8, 8), 0.5)
+    with pytest.raises(TypeError, match="x must be"):
+        clf(torch.zeros(5, 1, 8, 8, dtype=torch.long), 0.5)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        clf(x, 0.0)
+    with pytest.raises(ValueError, match="channels"):
+        NoisyClassifier(1, channels=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        NoisyClassifier(1, num_classes=1)
+
+
+def test_noisy_classifier_learns_lightly_noised_digits(digit_classifier):
+    clf, _, test_x, test_y = digit_classifier
+    noisy = test_x + 0.1 * torch.randn(test_x.shape, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        acc = float((clf(noisy, 0.1).argmax(1) == test_y).double().mean())
+    assert acc > 0.8
+
+
+def test_classifier_guidance_raises_requested_class_accuracy_on_digits(digit_classifier):
+    """The exact (memorising) unconditional denoiser of the training digits, guided by the trained noisy
+    classifier: the share of samples that the classifier at low noise assigns to the requested class rises."""
+    clf, train_x, _, _ = digit_classifier
+    data = train_x.reshape(train_x.shape[0], -1).double()
+
+    def exact_denoiser(x, sigma):
+        flat = x.reshape(x.shape[0], -1).double()
+        s = torch.as_tensor(sigma, dtype=f64).expand(x.shape[0]).reshape(-1, 1)
+        logits = -torch.cdist(flat, data) ** 2 / (2 * s**2)
+        return (torch.softmax(logits, dim=1) @ data).reshape(x.shape).to(x.dtype)
+
+    def log_posterior(x, sig, labels):
+        return torch.log_softmax(clf(x, sig), dim=1).gather(1, labels[:, None]).squeeze(1)
+
+    want = torch.arange(10).repeat_interleave(10)
+    grid = schedules.schedule_sigmas(PATH, 16, t_max=0.999, t_min=1e-3).float()
+    z = torch.randn(len(want), 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    acc = {}
+    for gamma in [0.0, 3.0]:
+        with torch.no_grad():
+            out = samplers.sample_flow_euler(guidance.classifier_guidance(exact_denoiser, log_posterior, gamma),
+                                             grid[0] * z, grid, labels=want).clamp(-1, 1)
+            acc[gamma] = float((clf(out, 0.01).argmax(1) == want).double().mean())
+    assert acc[0.0] < 0.3 and acc[3.0] > acc[0.0] + 0.3, acc

@@ -8,12 +8,15 @@ chooses (EDM's ``c_noise = log(σ)/4``, a timestep, a flow time), embedded with 
 - :mod:`~diffbook.nets.rope`: rotary position embeddings (1-D and axial 2-D), pure functions.
 - :mod:`~diffbook.nets.attention`: SDPA multi-head attention, block-causal masks, the KV cache.
 - :mod:`~diffbook.nets.mlp`, :mod:`~diffbook.nets.unet`, :mod:`~diffbook.nets.dit`: the three networks.
+- :mod:`~diffbook.nets.classifier`: a noise-conditional image classifier for classifier guidance.
 
 References: Ho et al., *Denoising Diffusion Probabilistic Models* (2020) for the MLP and UNet designs;
-Peebles & Xie, *Scalable Diffusion Models with Transformers* (2023) for the DiT.
+Peebles & Xie, *Scalable Diffusion Models with Transformers* (2023) for the DiT; Dhariwal & Nichol,
+*Diffusion Models Beat GANs on Image Synthesis* (2021) for the noise-conditional classifier.
 """
 
 from diffbook.nets.attention import KVCache, MultiHeadAttention
+from diffbook.nets.classifier import NoisyClassifier
 from diffbook.nets.dit import DiT, DiTBlock
 from diffbook.nets.layers import AdaLNZero, LabelEmbedding, TimestepEmbedding
 from diffbook.nets.mlp import MLP
@@ -27,6 +30,7 @@ __all__ = [
     "LabelEmbedding",
     "MLP",
     "MultiHeadAttention",
+    "NoisyClassifier",
     "TimestepEmbedding",
     "UNet",
 ]
