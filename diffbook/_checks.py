@@ -44,3 +44,14 @@ def check_sigmas(sigmas: object, x: Tensor) -> None:
         raise ValueError("sigmas must be non-negative")
     if not (sigmas.diff() < 0).all():
         raise ValueError("sigmas must be strictly decreasing (from the most to the least noisy level)")
+
+
+def check_points(x: object, name: str) -> Tensor:
+    """A floating-point sample of shape ``(n, d)`` with ``n >= 1``; returned unchanged."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (n, d) with n >= 1, got {tuple(x.shape)}")
+    return x

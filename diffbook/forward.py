@@ -99,8 +99,8 @@ def integrate_moment_odes(schedule: Schedule, ts: Tensor) -> tuple[Tensor, Tenso
     """
     ts = _grid(ts)
     mids = 0.5 * (ts[1:] + ts[:-1])
-    f_n, f_m = drift_coefficient(schedule, ts).to(torch.float64), drift_coefficient(schedule, mids).to(torch.float64)
-    g_n, g_m = _g2(schedule, ts), _g2(schedule, mids)
+    f_n, f_m = (drift_coefficient(schedule, u).to(torch.float64) for u in (ts, mids))
+    g_n, g_m = (diffusion_squared(schedule, u).to(torch.float64) for u in (ts, mids))
     if not all(torch.isfinite(c).all() for c in (f_n, f_m, g_n, g_m)):
         raise ValueError("f or g² is not finite on the grid; keep the grid inside the schedule's domain")
     m = [schedule.alpha(ts[:1]).to(torch.float64)[0]]
@@ -137,20 +137,12 @@ def _is_vp(schedule: Schedule, ts: Tensor) -> bool:
     return bool(torch.allclose(alpha**2 + sigma**2, torch.ones_like(alpha), atol=1e-9))
 
 
-def _g2(schedule: Schedule, ts: Tensor) -> Tensor:
-    """``g²`` on a grid. For a VP schedule ``g² = -2f`` exactly; using it avoids the ``σ · dσ/dt = 0 · ∞`` of the
-    general rule at ``σ = 0`` (``t = 0``), where autograd returns NaN."""
-    if _is_vp(schedule, ts):
-        return -2.0 * drift_coefficient(schedule, ts).to(torch.float64)
-    return diffusion_squared(schedule, ts).to(torch.float64)
-
-
 def euler_maruyama_coefficients(schedule: Schedule, ts: Tensor) -> tuple[Tensor, Tensor]:
     """Per-step ``(a, b)`` of Euler–Maruyama for ``dx = f x dt + g dW`` on the grid ``ts``.
 
     ``a_i = 1 + f(t_{i-1}) h_i``, ``b_i = g(t_{i-1}) sqrt(h_i)`` (Kloeden & Platen 1992, §9.1), with ``f`` and
-    ``g²`` from :func:`diffbook.sde.drift_coefficient` and :func:`diffbook.sde.diffusion_squared` (for a VP
-    schedule, ``g² = -2f``, the same value, which stays finite at ``σ = 0``).
+    ``g²`` from :func:`diffbook.sde.drift_coefficient` and :func:`diffbook.sde.diffusion_squared` (finite at
+    ``σ = 0`` too).
 
     Args:
         ts: strictly increasing times, shape ``(N + 1,)``.
@@ -159,7 +151,7 @@ def euler_maruyama_coefficients(schedule: Schedule, ts: Tensor) -> tuple[Tensor,
     """
     ts = _grid(ts)
     h, left = ts.diff(), ts[:-1]
-    g2 = _g2(schedule, left)
+    g2 = diffusion_squared(schedule, left).to(torch.float64)
     if not torch.isfinite(g2).all():
         raise ValueError("g² is not finite on the grid; keep the grid inside the schedule's domain")
     if (g2 < -1e-12).any():
@@ -208,7 +200,7 @@ def chain_betas(schedule: Schedule, ts: Tensor, rule: str = "euler") -> Tensor:
         raise ValueError("schedule must be variance preserving (α² + σ² = 1) to be written as a DDPM β table")
     alpha = schedule.alpha(ts).to(torch.float64)
     if rule == "euler":
-        betas = _g2(schedule, ts[:-1]) * ts.diff()
+        betas = diffusion_squared(schedule, ts[:-1]).to(torch.float64) * ts.diff()
     else:
         betas = 1.0 - (alpha[1:] / alpha[:-1]) ** 2
     if not ((betas > 0) & (betas <= 1)).all():

@@ -20,17 +20,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from diffbook._checks import check_points as _check_points
+
 __all__ = ["as_bandwidths", "gaussian_kernel", "median_bandwidth", "mmd2"]
-
-
-def _check_points(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n, d) with n >= 1, got {tuple(x.shape)}")
-    return x
 
 
 def _check_pair(x: object, y: object) -> tuple[Tensor, Tensor]:

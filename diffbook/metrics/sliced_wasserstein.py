@@ -18,17 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffbook._checks import check_points as _check_points
+
 __all__ = ["random_directions", "sliced_wasserstein"]
-
-
-def _check_points(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (n, d) with n >= 1, got {tuple(x.shape)}")
-    return x
 
 
 def random_directions(
