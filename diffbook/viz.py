@@ -11,7 +11,7 @@ import torch
 from matplotlib.axes import Axes
 from torch import Tensor
 
-from diffbook.convergence import fit_order
+from diffbook.foundations.convergence import fit_order
 from diffbook.ode import VectorField
 
 __all__ = ["plot_field", "plot_orders", "plot_paths", "plot_density", "figure"]
@@ -49,7 +49,7 @@ def plot_orders(ax: Axes, results: Mapping[str, tuple[Tensor, Tensor]]) -> dict[
     """Log–log plot of global error against step size, with each method's fitted order in the legend.
 
     Args:
-        results: ``{name: (hs, errors)}`` as returned by :func:`diffbook.convergence.global_errors`.
+        results: ``{name: (hs, errors)}`` as returned by :func:`diffbook.foundations.convergence.global_errors`.
     Returns:
         ``{name: fitted order}``.
     """

@@ -1,5 +1,5 @@
 """Chapter 2 (stochastic differential equations): one test per theorem and per misconception, tests of
-``diffbook.brownian``, ``diffbook.processes`` and ``diffbook.sde_errors`` (including bad input), and of the
+``diffbook.foundations.brownian``, ``diffbook.foundations.processes`` and ``diffbook.foundations.sde_errors`` (including bad input), and of the
 Chapter 2 exercise checkers.
 
 Monte-Carlo tolerances are stated in standard errors (s.e.) of the estimate; every generator is seeded,
@@ -12,8 +12,9 @@ import pytest
 import sympy as sp
 import torch
 
-from diffbook import brownian, processes, schedules, sde, sde_errors, symbolic
-from diffbook.convergence import fit_order
+from diffbook import schedules, sde
+from diffbook.foundations import brownian, processes, sde_errors, symbolic
+from diffbook.foundations.convergence import fit_order
 from diffbook.exercises import Verdict, ch02
 
 f64 = torch.float64
@@ -254,7 +255,7 @@ def test_misconception_dw_squared_negligible():
 
 
 # ------------------------------------------------------------------------------------------------
-# diffbook.brownian, diffbook.processes, diffbook.sde_errors
+# diffbook.foundations.brownian, diffbook.foundations.processes, diffbook.foundations.sde_errors
 
 
 def test_brownian_is_reproducible_and_coarsening_is_the_same_path():

@@ -1,5 +1,5 @@
 """Chapter 3 (forward processes): one test per theorem and per misconception of the chapter, the module
-diffbook.forward (including bad input), and the exercise checkers of diffbook.exercises.ch03."""
+diffbook.foundations.forward (including bad input), and the exercise checkers of diffbook.exercises.ch03."""
 
 import math
 
@@ -7,9 +7,10 @@ import pytest
 import sympy as sp
 import torch
 
-from diffbook import forward, sde
+from diffbook import sde
+from diffbook.foundations import forward
 from diffbook import schedules as S
-from diffbook.convergence import fit_order
+from diffbook.foundations.convergence import fit_order
 from diffbook.data import load_digits, sample_patches
 from diffbook.exercises import Verdict, ch03
 from diffbook.toy import GaussianMixture
@@ -269,7 +270,7 @@ def test_misconception_vp_and_ve_are_different():
 
 
 # ----------------------------------------------------------------------------------------------------
-# diffbook.forward: values and bad input
+# diffbook.foundations.forward: values and bad input
 
 
 def test_coefficients_and_moments():

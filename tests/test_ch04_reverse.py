@@ -11,7 +11,8 @@ import pytest
 import sympy as sp
 import torch
 
-from diffbook import likelihood, ode, sde, symbolic
+from diffbook import ode, sde
+from diffbook.foundations import likelihood, symbolic
 from diffbook.exercises import Verdict, ch04
 from diffbook.metrics import mmd
 from diffbook.schedules import VE, VPLinear
@@ -179,7 +180,7 @@ def test_misconception_noise_on_the_ode_is_harmless(samples):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# diffbook.likelihood
+# diffbook.foundations.likelihood
 
 
 def test_standard_normal_log_prob_matches_torch():

@@ -1,5 +1,5 @@
 """Chapter 5 (learning the score): one named test per theorem and per misconception of the chapter, tests of
-diffbook.score_matching (including bad input), and tests of the chapter's exercise checkers."""
+diffbook.foundations.score_matching (including bad input), and tests of the chapter's exercise checkers."""
 
 import math
 
@@ -9,7 +9,7 @@ import torch
 
 from diffbook import losses, param, sde
 from diffbook import schedules as S
-from diffbook import score_matching as sm
+from diffbook.foundations import score_matching as sm
 from diffbook.exercises import Verdict, ch05
 from diffbook.nets import MLP
 from diffbook.toy import GaussianMixture
@@ -248,7 +248,7 @@ def test_misconception_parameterisations_learn_different_things():
     assert float(w[1] / w[0]) > 0.999e4
 
 
-# --------------------------------------------------------------------------------- diffbook.score_matching
+# --------------------------------------------------------------------------------- diffbook.foundations.score_matching
 
 
 def test_conditional_score_and_bad_input():

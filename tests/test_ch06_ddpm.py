@@ -1,5 +1,5 @@
-"""Chapter 6 (DDPM): one named test per theorem and per misconception, tests of diffbook.ddpm and
-diffbook.ddpm_bound (including bad input), and tests of the chapter's exercise checkers."""
+"""Chapter 6 (DDPM): one named test per theorem and per misconception, tests of diffbook.foundations.ddpm and
+diffbook.foundations.ddpm_bound (including bad input), and tests of the chapter's exercise checkers."""
 
 import math
 
@@ -7,7 +7,8 @@ import pytest
 import sympy as sp
 import torch
 
-from diffbook import ddpm, ddpm_bound, losses, samplers
+from diffbook import losses, samplers
+from diffbook.foundations import ddpm, ddpm_bound
 from diffbook import schedules as S
 from diffbook.exercises import Verdict, ch06
 from diffbook.toy import GaussianMixture
@@ -244,7 +245,7 @@ def test_misconception_density_is_a_code_length():
         assert abs(float(p.sum()) - 1) < 1e-10
 
 
-# -------------------------------------------------------------------------- diffbook.ddpm, ddpm_bound
+# -------------------------------------------------------------------------- diffbook.foundations.ddpm, ddpm_bound
 
 
 def test_ancestral_steps_reproduce_sample_ddpm():

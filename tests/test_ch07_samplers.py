@@ -1,5 +1,5 @@
 """Chapter 7 (DDIM and the samplers): one test per theorem and per misconception of the chapter, the
-evaluation module ``diffbook.sampler_eval``, and the exercise checkers of ``diffbook.exercises.ch07``."""
+evaluation module ``diffbook.foundations.sampler_eval``, and the exercise checkers of ``diffbook.exercises.ch07``."""
 
 import math
 
@@ -7,7 +7,8 @@ import pytest
 import sympy as sp
 import torch
 
-from diffbook import convergence, sampler_eval, samplers, schedules, symbolic
+from diffbook import samplers, schedules
+from diffbook.foundations import convergence, sampler_eval, symbolic
 from diffbook.exercises import Verdict, ch07
 from diffbook.losses import denoising_loss, edm_weight, lognormal_sigmas
 from diffbook.metrics.mmd import mmd2
@@ -259,7 +260,7 @@ def test_misconception_more_steps_reach_the_data(trained_mlp):
     assert to_exact[64] > 0.9 * floor and to_exact[64] > 5 * to_own[64]  # the remaining error is the network's
 
 
-# --------------------------------------------------------------------------------------- diffbook.sampler_eval
+# --------------------------------------------------------------------------------------- diffbook.foundations.sampler_eval
 
 
 def test_mixture_denoiser_matches_the_gaussian_mixture():

@@ -1,5 +1,5 @@
 """Chapter 8 — flow matching and guidance: one named test per theorem and per misconception of the chapter,
-tests of diffbook.flow_matching and diffbook.guidance (including bad input), and of the exercise checkers."""
+tests of diffbook.foundations.flow_matching and diffbook.guidance (including bad input), and of the exercise checkers."""
 
 import math
 
@@ -7,8 +7,9 @@ import pytest
 import sympy as sp
 import torch
 
-from diffbook import flow_matching as fm
-from diffbook import guidance, param, samplers, schedules, sde, symbolic
+from diffbook.foundations import flow_matching as fm
+from diffbook import guidance, param, samplers, schedules, sde
+from diffbook.foundations import symbolic
 from diffbook.exercises import Verdict, ch08
 from diffbook.metrics.mmd import mmd2
 from diffbook.nets import MLP
@@ -234,7 +235,7 @@ def test_misconception_flow_matching_loss_goes_to_zero():
         assert float(fm.marginal_fm_loss(exact, gauss, PATH, x0, eps, t).mean()) < 1e-20
 
 
-# ------------------------------------------------------------------------------------ diffbook.flow_matching
+# ------------------------------------------------------------------------------------ diffbook.foundations.flow_matching
 
 
 def test_conditional_velocity_is_the_path_derivative():

@@ -1,8 +1,8 @@
-"""The closed forms in diffbook.flows are exact: they are what Chapter 1 checks its numerics against."""
+"""The closed forms in diffbook.foundations.flows are exact: they are what Chapter 1 checks its numerics against."""
 
 import torch
 
-from diffbook import flows
+from diffbook.foundations import flows
 
 f64 = torch.float64
 # inside radius ~1.5, where the backward flow exists for the times used below

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from diffbook import flows, ode
+from diffbook import ode
+from diffbook.foundations import flows
 from diffbook.metrics import histogram
 
 f64 = torch.float64

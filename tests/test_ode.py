@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from diffbook import convergence, flows, ode
+from diffbook import ode
+from diffbook.foundations import convergence, flows
 
 f64 = torch.float64
 U = flows.limit_cycle_field(1.0, 1.0)

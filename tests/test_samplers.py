@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from diffbook import convergence, samplers
+from diffbook import samplers
+from diffbook.foundations import convergence
 from diffbook import schedules as S
 from diffbook.metrics.mmd import mmd2
 from diffbook.toy import GaussianMixture

@@ -2,7 +2,7 @@
 
 import sympy as sp
 
-from diffbook import symbolic
+from diffbook.foundations import symbolic
 
 t, x, y = sp.symbols("t x y", real=True)
 a, b, c, w, m0, s0 = sp.symbols("a b c omega m0 s0", positive=True)

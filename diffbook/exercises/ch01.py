@@ -8,9 +8,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook.convergence import fit_order, global_errors
+from diffbook.foundations.convergence import fit_order, global_errors
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
-from diffbook.flows import limit_cycle_field, limit_cycle_flow
+from diffbook.foundations.flows import limit_cycle_field, limit_cycle_flow
 from diffbook.ode import euler_step, heun_step
 
 __all__ = [

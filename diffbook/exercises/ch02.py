@@ -8,11 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook.brownian import brownian_increments, coarsen
-from diffbook.convergence import fit_order
+from diffbook.foundations.brownian import brownian_increments, coarsen
+from diffbook.foundations.convergence import fit_order
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, diagnose
-from diffbook.processes import gbm_solution
-from diffbook.sde_errors import euler_maruyama_increments, strong_error
+from diffbook.foundations.processes import gbm_solution
+from diffbook.foundations.sde_errors import euler_maruyama_increments, strong_error
 
 __all__ = [
     "check_ito_square",

@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook import forward, sde
+from diffbook import sde
+from diffbook.foundations import forward
 from diffbook import schedules as S
-from diffbook.convergence import fit_order
+from diffbook.foundations.convergence import fit_order
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, diagnose
 
 __all__ = [

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
-from diffbook.likelihood import hutchinson_divergence, pf_ode_log_likelihood
+from diffbook.foundations.likelihood import hutchinson_divergence, pf_ode_log_likelihood
 from diffbook.ode import integrate, time_grid
 from diffbook.schedules import VPLinear
 from diffbook.sde import diffusion_squared, drift_coefficient, euler_maruyama, marginal_sample, reverse_drift

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook import ddpm, ddpm_bound
+from diffbook.foundations import ddpm, ddpm_bound
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
 from diffbook.schedules import alphas_cumprod, linear_betas
 

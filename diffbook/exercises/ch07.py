@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from diffbook import samplers
-from diffbook.convergence import fit_order
+from diffbook.foundations.convergence import fit_order
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
-from diffbook.sampler_eval import mixture_denoiser, pf_ode_reference, rms_distance, sweep_nfe
+from diffbook.foundations.sampler_eval import mixture_denoiser, pf_ode_reference, rms_distance, sweep_nfe
 
 __all__ = [
     "GMM_WEIGHTS",

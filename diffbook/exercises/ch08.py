@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
-from diffbook.flow_matching import marginal_velocity
+from diffbook.foundations.flow_matching import marginal_velocity
 from diffbook.guidance import (
     ClassMixture,
     classifier_free_guidance,

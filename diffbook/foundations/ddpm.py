@@ -16,7 +16,7 @@ The ELBO of a model ``p_θ(x_{0:T}) = p(x_T) Π_t p_θ(x_{t-1} | x_t)`` with ``p
 with ``L_T = KL(q(x_T | x_0) ‖ p(x_T))``, ``L_{t-1} = E KL(q(x_{t-1} | x_t, x_0) ‖ p_θ(x_{t-1} | x_t))`` and
 ``L_0 = -E log p_θ(x_0 | x_1)``. This module has the two Gaussian KL terms, ``L_T`` (:func:`prior_kl`) and
 ``L_{t-1}`` (:func:`step_kl`); the decoder ``L_0``, the whole bound and the independent-pixel baseline it is
-compared with are in :mod:`diffbook.ddpm_bound`.
+compared with are in :mod:`diffbook.foundations.ddpm_bound`.
 
 References: J. Ho, A. Jain, P. Abbeel, *Denoising Diffusion Probabilistic Models*, NeurIPS 2020
 (eqs. 2–12); J. Sohl-Dickstein et al., *Deep Unsupervised Learning using Nonequilibrium Thermodynamics*,
@@ -313,7 +313,7 @@ def step_kl(eps_pred: Tensor, eps: Tensor, t: Tensor | int, betas: Tensor, varia
         eps_pred: ``ε̂(x_t, t)``, shape ``(n, ...)``.
         eps: the noise that produced ``x_t = √ᾱ_t x_0 + √(1 - ᾱ_t) ε``, same shape.
         t: 1-based steps, all ``≥ 2`` (``t = 1`` is the decoder, see
-            :func:`~diffbook.ddpm_bound.discretized_gaussian_nll`).
+            :func:`~diffbook.foundations.ddpm_bound.discretized_gaussian_nll`).
         betas: ``(T,)``; variance: ``σ_t²``, see :func:`reverse_variance`.
     Returns:
         Nats per example, float64.

@@ -1,8 +1,8 @@
 """Euler–Maruyama on given Brownian increments, and estimators of its error against an exact solution driven
 by the *same* Brownian path; the Kolmogorov–Smirnov distance checks exact samplers against a claimed law.
 
-Grids and paths follow the conventions of :mod:`diffbook.brownian`; the exact solutions come from
-:mod:`diffbook.processes`. The error estimators follow Higham, *An Algorithmic Introduction to Numerical
+Grids and paths follow the conventions of :mod:`diffbook.foundations.brownian`; the exact solutions come from
+:mod:`diffbook.foundations.processes`. The error estimators follow Higham, *An Algorithmic Introduction to Numerical
 Simulation of SDEs* (SIAM Review 2001, §§5–6): the strong error is ``E|X_N - X(T)|`` and the weak error
 ``|E φ(X_N) - E φ(X(T))|``.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffbook.brownian import _like, _positive_float, _positive_int, _tensor, coarsen
+from diffbook.foundations.brownian import _like, _positive_float, _positive_int, _tensor, coarsen
 
 __all__ = [
     "Coefficient",

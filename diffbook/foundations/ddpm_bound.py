@@ -3,7 +3,7 @@
 compared with.
 
 Conventions (1-based steps, the β table of shape ``(T,)``, states of shape ``(n, ...)``) and the KL terms
-``L_T`` and ``L_{t-1}`` are those of :mod:`diffbook.ddpm`. For data on a lattice of ``levels`` equally spaced
+``L_T`` and ``L_{t-1}`` are those of :mod:`diffbook.foundations.ddpm`. For data on a lattice of ``levels`` equally spaced
 values in ``[-1, 1]`` the decoder ``p_θ(x_0 | x_1)`` is the Gaussian ``N(μ_θ(x_1, 1), β_1)`` integrated over each
 value's bin (Ho et al. 2020, eq. 13), so the bound is on a *probability*, in nats, and needs no dequantisation
 offset (:func:`diffbook.metrics.bits.bits_per_dim` turns it into bits per dimension). The independent-pixel
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from diffbook._checks import check_state
-from diffbook.ddpm import (
+from diffbook.foundations.ddpm import (
     EpsModel,
     Variance,
     _check_batch,
@@ -186,7 +186,7 @@ def elbo_terms(
     """The DDPM bound ``L_T + Σ_{t=2}^T L_{t-1} + L_0`` on ``-log p_θ(x_0)`` for each example, in nats
     (Ho et al. 2020, eq. 5, with the discrete decoder of eq. 13).
 
-    Each ``L_{t-1}`` uses one draw ``x_t ~ q(x_t | x_0)`` and :func:`~diffbook.ddpm.step_kl`; ``L_0`` one draw of
+    Each ``L_{t-1}`` uses one draw ``x_t ~ q(x_t | x_0)`` and :func:`~diffbook.foundations.ddpm.step_kl`; ``L_0`` one draw of
     ``x_1`` and :func:`discretized_gaussian_nll` with ``σ_1 = √β_1`` (or :func:`gaussian_nll` for continuous data,
     where the bound is on a density). With ``n_t = None`` every step ``2 … T`` is evaluated
     (``T - 1`` calls of ``eps_model``); with ``n_t = k`` the steps are cut into ``k`` contiguous strata
@@ -195,13 +195,13 @@ def elbo_terms(
     of the sum with ``k`` calls.
 
     Args:
-        eps_model: ``ε̂(x_t, t)`` (see :data:`~diffbook.ddpm.EpsModel`), e.g.
-            :func:`~diffbook.ddpm.eps_from_denoiser` of a trained model.
+        eps_model: ``ε̂(x_t, t)`` (see :data:`~diffbook.foundations.ddpm.EpsModel`), e.g.
+            :func:`~diffbook.foundations.ddpm.eps_from_denoiser` of a trained model.
         x0: data on the lattice of ``levels`` values in ``[-1, 1]``, shape ``(n, ...)``.
         betas: the β table, shape ``(T,)`` with ``T >= 2``.
         levels: number of data values (17 for the digits, 256 for 8-bit images), or ``None`` for continuous
             data and the continuous decoder (then the bound is on ``-log`` of a density).
-        variance: ``σ_t²`` of the reverse steps, see :func:`~diffbook.ddpm.reverse_variance`.
+        variance: ``σ_t²`` of the reverse steps, see :func:`~diffbook.foundations.ddpm.reverse_variance`.
         n_t: ``None`` for the exact sum over steps, or the number of strata of the estimate.
         generator: randomness of the noise and of the steps drawn.
     Returns:

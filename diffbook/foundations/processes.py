@@ -1,7 +1,7 @@
 """Two SDEs with closed-form solutions, Ornstein–Uhlenbeck and geometric Brownian motion: their moments,
 transition densities and exact samplers, and Itô's lemma in SymPy, which derives them.
 
-Grids, paths and generators follow the conventions of :mod:`diffbook.brownian`. Functions take dtype and
+Grids, paths and generators follow the conventions of :mod:`diffbook.foundations.brownian`. Functions take dtype and
 device from their inputs. The two reference SDEs (Øksendal 2003, §5.1; Kloeden & Platen 1992, §4.4):
 
 * Ornstein–Uhlenbeck (OU), ``dX = θ(μ - X) dt + σ dW`` (additive noise):
@@ -10,7 +10,7 @@ device from their inputs. The two reference SDEs (Øksendal 2003, §5.1; Kloeden
   ``X_t = x_0 exp((μ - σ²/2) t + σ W_t)``, a log-normal variable.
 
 Sampled on the same Brownian path as a numerical scheme, these exact solutions are the references against
-which :mod:`diffbook.sde_errors` measures Euler–Maruyama.
+which :mod:`diffbook.foundations.sde_errors` measures Euler–Maruyama.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from diffbook.brownian import _like, _nonnegative_float, _positive_float, _positive_int, _real, _tensor
+from diffbook.foundations.brownian import _like, _nonnegative_float, _positive_float, _positive_int, _real, _tensor
 
 __all__ = [
     "ou_mean",

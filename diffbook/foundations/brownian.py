@@ -1,6 +1,6 @@
 """Brownian motion on a grid and the stochastic sums built from it: Itô, midpoint and trapezoid sums.
 
-Conventions (shared by :mod:`diffbook.processes` and :mod:`diffbook.sde_errors`). Time runs from ``0`` to ``T``
+Conventions (shared by :mod:`diffbook.foundations.processes` and :mod:`diffbook.foundations.sde_errors`). Time runs from ``0`` to ``T``
 on a uniform grid of ``N`` steps of size ``h = T / N``. A batch of scalar Brownian paths is a tensor ``w`` of
 shape ``(n_paths, N + 1)`` with ``w[:, 0] = 0``; its increments ``dw = w.diff(dim=-1)`` have shape
 ``(n_paths, N)``. All randomness comes from an optional ``torch.Generator``, so every number is reproducible.
