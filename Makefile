@@ -19,7 +19,10 @@ $(VENV)/.installed: requirements.txt constraints-cpu.txt pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Build the website, executing every chapter (results are cached in _build/.jupyter_cache).
+# Build the website, executing every chapter (results are cached in _build/.jupyter_cache). The extension
+# _ext/never_publish_errors.py (loaded by _config.yml) executes again every page that failed or showed an
+# error last time, and every page when DIFFBOOK_SCALE or diffbook's sources changed: a failed or stale
+# execution is never published. See CONTRIBUTING.md.
 book: setup
 	$(BIN)/jupyter-book build . -W -n --keep-going
 

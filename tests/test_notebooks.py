@@ -1,5 +1,6 @@
 """House rules for every stored notebook: no outputs, the Colab cell first, listed in the book."""
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -76,3 +77,143 @@ def test_appendix_lists_every_misconception_with_an_existing_test():
     for row in rows:
         name = re.findall(r"`(test_\w+)`", row)
         assert name and f"def {name[0]}(" in tests, row
+
+
+# ---- widget cells: a live control never runs in a build, a test or CI ------------------------------------
+# A live ipywidgets control can stall nbclient until the per-cell timeout (seen once in eight runs of
+# Chapter 5: 1800 s with the kernel idle). So every cell that creates one carries these tags (myst-nb/nbclient
+# skip `skip-execution`, nbval skips `nbval-skip`, the website hides the blank widget) and defines nothing that
+# a later cell needs, so skipping it changes nothing else in the notebook.
+WIDGET_TAGS = {"skip-execution", "nbval-skip", "remove-output"}
+WIDGET_MODULES = ("ipywidgets", "diffbook.widgets")
+
+
+def code_of(cell: dict) -> ast.Module:
+    """A code cell's source as an AST (IPython magics and shell lines blanked)."""
+    src = "".join(cell["source"])
+    return ast.parse("\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in src.splitlines()))
+
+
+def is_widget_module(name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in WIDGET_MODULES)
+
+
+def widget_names(trees: list[ast.Module]) -> set[str]:
+    """Names that, anywhere in the notebook, an import binds to a widget module or to something in one:
+    ``import ipywidgets as widgets``, ``from diffbook import widgets``, ``from ipywidgets import interact``,
+    ``from diffbook.widgets import step_size_explorer``."""
+    names = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.asname or a.name.split(".")[0] for a in node.names if is_widget_module(a.name))
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.update(a.asname or a.name for a in node.names
+                             if is_widget_module(node.module) or is_widget_module(f"{node.module}.{a.name}"))
+    return names
+
+
+def top_level_nodes(tree: ast.Module):
+    """Every node of the cell except those inside a function, lambda or class body (they run only when called)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            todo.extend(ast.iter_child_nodes(node))
+        else:
+            todo.extend(getattr(node, "decorator_list", []))
+
+
+def creates_a_control(tree: ast.Module, widget_refs: set[str]) -> bool:
+    """Whether running the cell calls into ipywidgets or diffbook.widgets: ``widgets.interact(...)``,
+    ``interactive(...)``, ``step_size_explorer(...)``, or ``@interact`` on a function."""
+
+    def is_widget_ref(f: ast.AST) -> bool:
+        while isinstance(f, (ast.Attribute, ast.Call)):
+            f = f.value if isinstance(f, ast.Attribute) else f.func
+        return isinstance(f, ast.Name) and f.id in widget_refs
+
+    for node in top_level_nodes(tree):
+        if isinstance(node, ast.Call) and is_widget_ref(node.func):
+            return True
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if any(is_widget_ref(d) for d in node.decorator_list):
+                return True
+    return False
+
+
+def bound_names(tree: ast.Module) -> set[str]:
+    """Names a cell binds at its top level (assignments, imports, definitions, loop and with targets)."""
+    names = set()
+    for node in top_level_nodes(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def used_names(tree: ast.Module) -> set[str]:
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def widget_cell_problems(nb_cells: list[dict]) -> list[str]:
+    code = [(i, c, code_of(c)) for i, c in enumerate(nb_cells) if c["cell_type"] == "code"]
+    refs = widget_names([t for _, _, t in code])
+    problems = []
+    for k, (i, cell, tree) in enumerate(code):
+        if not creates_a_control(tree, refs):
+            continue
+        missing = WIDGET_TAGS - set(cell.get("metadata", {}).get("tags", []))
+        if missing:
+            problems.append(f"cell {i} creates a widget but lacks the tags {sorted(missing)}")
+        later = set().union(*(used_names(t) for _, _, t in code[k + 1:]))
+        needed = sorted(bound_names(tree) & later)
+        if needed:
+            problems.append(f"cell {i} creates a widget and also defines {needed}, which later cells use")
+    return problems
+
+
+WIDGET_NOTEBOOKS = CHAPTERS + sorted((ROOT / "exercises").glob("**/*.ipynb"))
+
+
+@pytest.mark.parametrize("path", WIDGET_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_widget_cells_are_skipped_by_builds_and_tests_and_define_nothing_later_cells_need(path):
+    assert widget_cell_problems(cells(path)) == []
+
+
+def test_the_widget_cell_rule_finds_every_kind_of_control_and_what_later_cells_need():
+    """The detector itself, on hand-made notebooks: every way the book creates a control is found, a cell
+    that only defines the drawing function is not, and a widget cell that also defines a later-used name is."""
+
+    def nb(*sources: str, tags: tuple[str, ...] = ()) -> list[dict]:
+        return [{"cell_type": "code", "source": s, "metadata": {"tags": list(tags) if s.startswith("#w") else []}}
+                for s in sources]
+
+    imports = ("import ipywidgets as widgets\nfrom ipywidgets import interact\n"
+               "from diffbook.widgets import step_size_explorer")
+    controls = ["#w\nwidgets.interactive(f, n=widgets.IntSlider(3))", "#w\n_ = widgets.interact(f, t=(0.0, 1.0))",
+                "#w\ninteract(f, n=3)", "#w\nstep_size_explorer(u, x0, 3.0, exact)",
+                "#w\n@widgets.interact(n=(1, 9))\ndef g(n):\n    print(n)",
+                "#w\nimport diffbook.widgets as W\nW.step_size_explorer(u)"]
+    helper = "def f(n=3):\n    widgets.IntSlider(n)  # runs only when called\n    print(n)"
+    for control in controls:
+        assert widget_cell_problems(nb(imports, helper, control, tags=tuple(WIDGET_TAGS))) == [], control
+        untagged = widget_cell_problems(nb(imports, helper, control))
+        assert len(untagged) == 1 and "lacks the tags" in untagged[0], (control, untagged)
+    leaky = widget_cell_problems(nb(imports, "#w\nw = widgets.interactive(f, n=3)\nmean = 2.0", "print(mean)",
+                                    tags=tuple(WIDGET_TAGS)))
+    assert leaky == ["cell 1 creates a widget and also defines ['mean'], which later cells use"]
+
+
+def test_the_widget_rule_sees_the_books_widget_cells():
+    """The rule above is not vacuous: it recognises the live controls the chapters do have."""
+    found = []
+    for path in CHAPTERS:
+        code = [code_of(c) for c in cells(path) if c["cell_type"] == "code"]
+        refs = widget_names(code)
+        found += [path.name for tree in code if creates_a_control(tree, refs)]
+    assert len(set(found)) >= 5, found
