@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +140,53 @@ class Checkpoint:
     step: int
 
 
+_NOT_VALID = "is not a valid diffbook checkpoint"
+
+
+def _read_payload(path: Path, where: str, map_location: str | torch.device) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with errors that name the file and never advise
+    ``weights_only=False``; then check the entries that :func:`save_checkpoint` writes."""
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint file at {where}")
+    if not path.is_file():
+        raise ValueError(f"{where} {_NOT_VALID}: it is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{where} {_NOT_VALID}: the file is empty (0 bytes); was the save interrupted?")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive that ends in its central directory
+        raise ValueError(f"{where} {_NOT_VALID}: it is not a torch.save archive ({size} bytes; truncated, or "
+                         "another format?)")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message advises retrying with weights_only=False, which would run code from the file: never.
+        found = [line.strip() for line in str(err).splitlines() if "Unsupported" in line or "GLOBAL" in line]
+        raise pickle.UnpicklingError(
+            f"{where} {_NOT_VALID}: it holds Python objects other than tensors and plain values"
+            + (f" ({found[0]})" if found else "") + "; diffbook refuses to unpickle them (loading never runs code "
+            "from a checkpoint). Re-save the network with diffbook.checkpoint.save_checkpoint."
+        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+        first = str(err).split(". ")[0].strip()
+        raise ValueError(f"{where} {_NOT_VALID} (truncated? wrong format?): {type(err).__name__}: {first}") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{where} {_NOT_VALID} (no format tag {FORMAT!r}: a torch file of another kind)")
+    missing = sorted({"config", "step", "model", "ema"} - set(payload))
+    if missing:
+        raise ValueError(f"{where} {_NOT_VALID}: it lacks the entries {missing}")
+    if not isinstance(payload["config"], dict):
+        raise ValueError(f"{where} {_NOT_VALID}: its config is a {type(payload['config']).__name__}, not a dict")
+    if isinstance(payload["step"], bool) or not isinstance(payload["step"], int) or payload["step"] < 0:
+        raise ValueError(f"{where} {_NOT_VALID}: its step is {payload['step']!r}, not a non-negative int")
+    for key in ("model", "ema"):
+        state = payload[key]
+        if (key == "model" or state is not None) and not (
+            isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+        ):
+            raise ValueError(f"{where} {_NOT_VALID}: its {key!r} entry is not a state_dict of tensors")
+    return payload
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     build: Callable[[dict[str, Any]], nn.Module],
@@ -152,25 +201,38 @@ def load_checkpoint(
             dataclass config, e.g. ``lambda c: Net(NetConfig(**c))``); it is called once more for the EMA.
         map_location: where the saved tensors are loaded before being copied into the built networks.
 
+    Returns:
+        A :class:`Checkpoint` with the rebuilt network(s), the config dict and the step.
+
     Raises:
-        pickle.UnpicklingError: if the file holds anything but tensors and plain values (``weights_only=True``).
-        ValueError: if the file is not a diffbook checkpoint, or its weights do not fit the built network.
+        TypeError: if ``path`` is not a path or ``build`` is not callable, or ``build`` returns no ``nn.Module``.
+        FileNotFoundError: if there is no file at ``path``.
+        ValueError: if the file is not a valid diffbook checkpoint (empty, truncated, random bytes, another
+            format, missing entries), if ``build(config)`` fails on the saved config, or if the weights do not
+            fit the built network. Every message names the path.
+        pickle.UnpicklingError: if the file holds Python objects other than tensors and plain values; they are
+            refused (``weights_only=True``) and nothing in the file is run.
     """
+    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     if not callable(build):
         raise TypeError(f"build must be callable as build(config) -> nn.Module, got {type(build).__name__}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{os.fspath(path)!r} is not a diffbook checkpoint (no format tag {FORMAT!r})")
+    where = repr(os.fspath(path))
+    payload = _read_payload(Path(path), where, map_location)
     config = payload["config"]
 
     def rebuild(state: dict) -> nn.Module:
-        net = build(config)
+        try:
+            net = build(config)
+        except (TypeError, ValueError, KeyError) as err:
+            raise ValueError(f"build(config) failed on the config saved in {where} (keys {sorted(config)}): "
+                             f"{type(err).__name__}: {err}") from err
         if not isinstance(net, nn.Module):
             raise TypeError(f"build(config) must return an nn.Module, got {type(net).__name__}")
         try:
             net.load_state_dict(state)
         except RuntimeError as err:
-            raise ValueError(f"the weights in {os.fspath(path)!r} do not fit build(config): {err}") from err
+            raise ValueError(f"the weights in {where} do not fit build(config): {err}") from err
         return net
 
     model = rebuild(payload["model"])

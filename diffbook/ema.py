@@ -24,6 +24,8 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
     The wrappers share their parameters with the network they wrap, so updating or saving the unwrapped
     module is the same as doing it to the wrapper, without the ``_orig_mod.`` / ``module.`` key prefixes.
+
+    Reference: Li et al. (2020), *PyTorch Distributed*, §3 (DDP wraps the module and shares its parameters).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -47,14 +49,30 @@ def ema_update_(shadow: Sequence[Tensor], params: Sequence[Tensor], decay: float
     """In place, ``shadow[i] <- decay * shadow[i] + (1 - decay) * params[i]`` for every ``i``.
 
     Args:
-        shadow: the averaged tensors (updated in place).
-        params: the live tensors, each shaped, typed and placed like its partner in ``shadow``.
+        shadow: the averaged tensors (updated in place), any shapes.
+        params: the live tensors, each of the shape, dtype and device of its partner in ``shadow``.
         decay: in ``[0, 1)``; ``0`` copies ``params``.
+
+    Reference: Polyak & Juditsky (1992); Karras et al. (2024), *Analyzing and Improving the Training Dynamics of Diffusion Models*, §3.1 (the EMA recursion).
     """
     decay = _check_decay(decay)
+    for name, seq in (("shadow", shadow), ("params", params)):
+        if isinstance(seq, Tensor) or not isinstance(seq, (list, tuple)) and not hasattr(seq, "__iter__"):
+            raise TypeError(f"{name} must be a sequence of tensors, got {type(seq).__name__}")
     shadow, params = list(shadow), list(params)
     if len(shadow) != len(params):
         raise ValueError(f"shadow and params must have the same length, got {len(shadow)} and {len(params)}")
+    for i, (e, p) in enumerate(zip(shadow, params)):  # metadata only: no device sync
+        if not isinstance(e, Tensor) or not isinstance(p, Tensor):
+            bad, value = ("shadow", e) if not isinstance(e, Tensor) else ("params", p)
+            raise TypeError(f"{bad}[{i}] must be a tensor, got {type(value).__name__}")
+        if e.shape != p.shape:
+            raise ValueError(f"params[{i}] has shape {tuple(p.shape)} but shadow[{i}] has {tuple(e.shape)}")
+    _lerp_(shadow, params, decay)
+
+
+def _lerp_(shadow: list[Tensor], params: list[Tensor], decay: float) -> None:
+    """The EMA step without the checks (:class:`EMA` checked its copy once, at construction)."""
     if shadow:
         # lerp(e, p, w) = e + w (p - e) = (1 - w) e + w p: with w = 1 - decay this is the EMA recursion.
         torch._foreach_lerp_(shadow, params, 1.0 - decay)
@@ -78,6 +96,8 @@ class EMA:
         module: the shadow network, in eval mode, with ``requires_grad=False``.
         decay: the decay.
         num_updates: how many times :meth:`update` has run.
+
+    Reference: Polyak & Juditsky (1992), Eq. 1.5 (iterate averaging); Ho et al. (2020), App. B (EMA weights for sampling).
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
@@ -93,7 +113,7 @@ class EMA:
         shadow = list(self.module.parameters())
         if len(params) != len(shadow):
             raise ValueError(f"model has {len(params)} parameters but the EMA tracks {len(shadow)}")
-        ema_update_(shadow, params, self.decay)
+        _lerp_(shadow, params, self.decay)  # one fused call per step; no per-tensor Python checks
         buffers = list(model.buffers())
         if buffers:
             torch._foreach_copy_(list(self.module.buffers()), buffers)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state
+from diffbook._checks import check_callable, check_levels, check_state, per_sample
 from diffbook.param import Denoiser
 from diffbook.toy import GaussianMixture
 
@@ -58,23 +58,22 @@ def _check_weight(w: object, name: str) -> float:
 
 
 def _check_denoiser(denoiser: object, name: str = "denoiser") -> None:
-    if not callable(denoiser):
-        raise TypeError(f"{name} must be callable as {name}(x, sigma, **cond), got {type(denoiser).__name__}")
+    check_callable(denoiser, name, f"{name}(x, sigma, **cond)")
 
 
 def _sigma_column(sigma: Tensor | float, x: Tensor) -> Tensor:
-    """σ̄ as shape ``(n, 1, ...)`` to broadcast against ``x``, and validated."""
-    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    if s.ndim == 0:
-        s = s.expand(x.shape[0])
-    if s.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(s.shape)}")
-    return s.reshape(-1, *([1] * (x.ndim - 1)))
+    """σ̄ as shape ``(n, 1, ...)`` to broadcast against ``x``, validated."""
+    s = per_sample(sigma, x, "sigma", expand=True)
+    check_levels(s, "sigma", positive=False)
+    return s
 
 
 def guided_combination(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
     """``uncond + (1 + w)(cond - uncond)``: CFG of weight ``w`` applied to any affine prediction
-    (denoiser, ε, score or velocity), same shape as the inputs (Ho & Salimans 2022, eq. 6)."""
+    (denoiser, ε, score or velocity), same shape as the inputs (Ho & Salimans 2022, eq. 6).
+
+    Reference: Ho & Salimans (2022), Eq. 6.
+    """
     check_state(cond, "cond")
     check_state(uncond, "uncond")
     if cond.shape != uncond.shape:
@@ -109,6 +108,8 @@ def classifier_free_guidance(
         label_key: the keyword that carries the condition.
     Returns:
         ``guided(x, sigma, **cond)``, a denoiser.
+
+    Reference: Ho & Salimans (2022), Eq. 6 and Algorithm 2.
     """
     _check_denoiser(denoiser)
     if uncond_denoiser is not None:
@@ -130,8 +131,7 @@ def classifier_free_guidance(
             labels = cond[label_key]
             if not isinstance(labels, Tensor) or labels.shape != (x.shape[0],):
                 raise ValueError(f"{label_key} must be a tensor of shape ({x.shape[0]},) for the batched call")
-            s = torch.as_tensor(sigma, device=x.device)
-            s = s.expand(x.shape[0]) if s.ndim == 0 else s
+            s = per_sample(sigma, x, "sigma", expand=True).reshape(-1)
             both = denoiser(torch.cat([x, x]), torch.cat([s, s]),
                             **{label_key: torch.cat([labels, torch.full_like(labels, null_label)])}, **other)
             d_c, d_u = both.chunk(2)
@@ -160,6 +160,8 @@ def classifier_guidance(
         conditional_base: also pass the class to ``denoiser`` (guiding a conditional model).
     Returns:
         ``guided(x, sigma, **cond)``, a denoiser. The gradient is taken with autograd even under ``no_grad``.
+
+    Reference: Dhariwal & Nichol (2021), §4 and Algorithm 1; Song et al. (2021), App. I.
     """
     _check_denoiser(denoiser)
     if not callable(log_posterior):
@@ -201,6 +203,8 @@ class ClassMixture:
     Attributes:
         mixture: the unconditional mixture, ``K`` components in ``d`` dimensions.
         classes: shape ``(K,)``, integer class of each component; classes are ``0 … C-1``, each non-empty.
+
+    Reference: Dhariwal & Nichol (2021), §4 (the classifier it stands in for); Bishop (2006), §9.2.
     """
 
     mixture: GaussianMixture
@@ -222,12 +226,18 @@ class ClassMixture:
         return int(self.classes.max()) + 1
 
     def class_prior(self) -> Tensor:
-        """``p(c)``, shape ``(C,)``."""
+        """``p(c)``, shape ``(C,)``.
+
+        Reference: Bishop (2006), §9.2.
+        """
         out = torch.zeros(self.num_classes, dtype=self.mixture.weights.dtype, device=self.mixture.weights.device)
         return out.index_add_(0, self.classes.to(out.device), self.mixture.weights)
 
     def component(self, c: int) -> GaussianMixture:
-        """``p(x | c)``: the mixture of class ``c``'s components with renormalised weights."""
+        """``p(x | c)``: the mixture of class ``c``'s components with renormalised weights.
+
+        Reference: Bishop (2006), §9.2.
+        """
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.num_classes:
             raise ValueError(f"c must be a class index in 0 … {self.num_classes - 1}, got {c!r}")
         m = self.mixture
@@ -236,7 +246,10 @@ class ClassMixture:
         return GaussianMixture(w / w.sum(), m.means[keep], m.covs[keep])
 
     def sample(self, labels: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """One exact sample of ``p(x | c)`` for every entry of ``labels`` ``(n,)``; shape ``(n, d)``."""
+        """One exact sample of ``p(x | c)`` for every entry of ``labels`` ``(n,)``; shape ``(n, d)``.
+
+        Reference: Bishop (2006), §11.1 (ancestral sampling of a mixture).
+        """
         labels = self._check_labels(labels)
         out = torch.empty(labels.shape[0], self.mixture.dim, dtype=self.mixture.means.dtype, device=self.mixture.means.device)
         for c in range(self.num_classes):
@@ -257,6 +270,8 @@ class ClassMixture:
 
         Args:
             x: shape ``(n, d)``; sigma: a scalar or shape ``(n,)``; labels: the classes ``c``, shape ``(n,)``.
+
+        Reference: Bishop (2006), Eq. 4.57 (Bayes' rule for class posteriors); Dhariwal & Nichol (2021), §4.
         """
         check_state(x, "x")
         labels = self._check_labels(labels)
@@ -268,15 +283,18 @@ class ClassMixture:
         return joint.gather(1, labels.reshape(-1, 1)).squeeze(1) - torch.logsumexp(joint, dim=1)
 
     def denoiser(self, x: Tensor, sigma: Tensor | float, labels: Tensor | None = None) -> Tensor:
-        """The exact denoiser: ``E[x₀ | x̄]`` if ``labels`` is ``None``, else ``E[x₀ | x̄, c]`` per sample, shape ``(n, d)``."""
+        """The exact denoiser: ``E[x₀ | x̄]`` if ``labels`` is ``None``, else ``E[x₀ | x̄, c]`` per sample,
+        shape ``(n, d)``.
+
+        Reference: Bishop (2006), §2.3.3 (Gaussian conditioning).
+        """
         if labels is None:
             return self.mixture.denoiser(x, sigma)
         check_state(x, "x")
         labels = self._check_labels(labels)
         if labels.shape != (x.shape[0],):
             raise ValueError(f"labels must have shape ({x.shape[0]},), got {tuple(labels.shape)}")
-        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-        s = s.expand(x.shape[0]) if s.ndim == 0 else s
+        s = per_sample(sigma, x, "sigma", expand=True).reshape(-1)
         out = torch.empty_like(x)
         for c in range(self.num_classes):
             idx = (labels == c).nonzero().flatten()
@@ -300,6 +318,8 @@ def gaussian_pair_denoiser(tau: float) -> Denoiser:
 
     ``D(x̄; σ̄, c) = c + τ²/(τ² + σ̄²) (x̄ - c)`` and, without ``c``, ``D(x̄; σ̄) = (1 + τ²)/(1 + τ² + σ̄²) x̄``
     (Gaussian conditioning). ``c`` is passed as the keyword ``c``, a tensor broadcastable against ``x``.
+
+    Reference: Bishop (2006), §2.3.3 (Gaussian conditioning).
     """
     tau = _check_tau(tau)
 
@@ -324,6 +344,8 @@ def gaussian_pair_cfg_variance(tau: float, w: float, sigma_max: float = math.inf
 
     which is ``τ² (τ²/(1 + τ²))^w`` as ``σ̄_max → ∞``, and ``τ²`` (the variance of ``p(x | c)``) only when ``w = 0``.
     Derived in Chapter 8 (theorem "CFG on a Gaussian pair").
+
+    Reference: Ho & Salimans (2022), Eq. 6; the closed form is derived in Chapter 8.
     """
     tau = _check_tau(tau)
     w = _check_weight(w, "w")
@@ -337,7 +359,10 @@ def gaussian_pair_cfg_variance(tau: float, w: float, sigma_max: float = math.inf
 def gaussian_pair_tilted_variance(tau: float, w: float) -> float:
     """The variance of the *tilted* density ``p(x | c)^{1+w} p(x)^{-w}`` for the Gaussian pair:
     ``1 / ((1 + w)/τ² - w/(1 + τ²))`` (infinite if the precision is not positive). The CFG score at
-    ``σ̄ = 0`` is this density's score, but the CFG sampler does not sample it."""
+    ``σ̄ = 0`` is this density's score, but the CFG sampler does not sample it.
+
+    Reference: Ho & Salimans (2022), §3.2 (the tilted density p(x | c)^{1+w} p(x)^{-w}).
+    """
     tau = _check_tau(tau)
     w = _check_weight(w, "w")
     precision = (1.0 + w) / tau**2 - w / (1.0 + tau**2)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from diffbook._checks import check_callable, check_int, check_real
 from diffbook._checks import check_state as _check_state
 from diffbook._checks import check_times as _check_times
 
@@ -41,8 +42,23 @@ Step = Callable[[VectorField, Tensor, Tensor, Tensor], Tensor]
 """``step(u, t, x, h) -> x_next``: one step of size ``h`` (negative ``h`` integrates backwards)."""
 
 
+def _check_step(u: object, t: object, x: object, h: object) -> None:
+    """Type checks only (no values read), cheap enough for a step called in a loop."""
+    check_callable(u, "u", "u(t, x)")
+    _check_state(x, "x")
+    for name, value in (("t", t), ("h", h)):
+        if isinstance(value, bool) or not isinstance(value, (Tensor, int, float)):
+            raise TypeError(f"{name} must be a 0-dim tensor or a number, got {type(value).__name__}")
+
+
 def euler_step(u: VectorField, t: Tensor, x: Tensor, h: Tensor) -> Tensor:
-    """Forward Euler, ``x + h u(t, x)``: local error O(h²), global error O(h) (Hairer et al. §II.1)."""
+    """Forward Euler, ``x + h u(t, x)``: local error O(h²), global error O(h) (Hairer et al. §II.1).
+
+    ``t``, ``h``: 0-dim tensors; ``x``: shape ``(n, d)``; returns the shape of ``x``.
+
+    Reference: Hairer, Nørsett & Wanner (1993), §II.1, Eq. 1.1.
+    """
+    _check_step(u, t, x, h)
     return x + h * u(t, x)
 
 
@@ -50,14 +66,25 @@ def heun_step(u: VectorField, t: Tensor, x: Tensor, h: Tensor) -> Tensor:
     """Heun's method (explicit trapezoid): an Euler predictor, then the average of the two slopes.
 
     Local error O(h³), global error O(h²); two evaluations of ``u`` per step (Hairer et al. §II.1).
+
+    ``t``, ``h``: 0-dim tensors; ``x``: shape ``(n, d)``; returns the shape of ``x``.
+
+    Reference: Hairer, Nørsett & Wanner (1993), §II.1, Eq. 1.5 (Runge's trapezoid variant).
     """
+    _check_step(u, t, x, h)
     k1 = u(t, x)
     k2 = u(t + h, x + h * k1)
     return x + 0.5 * h * (k1 + k2)
 
 
 def rk4_step(u: VectorField, t: Tensor, x: Tensor, h: Tensor) -> Tensor:
-    """The classical fourth-order Runge–Kutta step; used in the book as a high-accuracy reference."""
+    """The classical fourth-order Runge–Kutta step; used in the book as a high-accuracy reference.
+
+    ``t``, ``h``: 0-dim tensors; ``x``: shape ``(n, d)``; returns the shape of ``x``.
+
+    Reference: Hairer, Nørsett & Wanner (1993), §II.1, Table 1.2 (the classical Runge–Kutta method).
+    """
+    _check_step(u, t, x, h)
     k1 = u(t, x)
     k2 = u(t + 0.5 * h, x + 0.5 * h * k1)
     k3 = u(t + 0.5 * h, x + 0.5 * h * k2)
@@ -68,9 +95,14 @@ def rk4_step(u: VectorField, t: Tensor, x: Tensor, h: Tensor) -> Tensor:
 def time_grid(
     t0: float, t1: float, n_steps: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
 ) -> Tensor:
-    """``n_steps + 1`` equally spaced times from ``t0`` to ``t1`` (``t1 < t0`` integrates backwards)."""
-    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    """``n_steps + 1`` equally spaced times from ``t0`` to ``t1`` (``t1 < t0`` integrates backwards).
+
+    Returns shape ``(n_steps + 1,)``.
+
+    Reference: Hairer, Nørsett & Wanner (1993), §II.1 (constant step size).
+    """
+    check_int(n_steps, "n_steps")
+    t0, t1 = check_real(t0, "t0"), check_real(t1, "t1")
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ, both are {t0}")
     return torch.linspace(t0, t1, n_steps + 1, dtype=dtype, device=device)
@@ -99,7 +131,11 @@ def integrate(
 
     Returns:
         The state at ``ts[-1]`` (shape of ``x0``) or the whole path.
+
+    Reference: Hairer, Nørsett & Wanner (1993), §II.1.
     """
+    check_callable(u, "u", "u(t, x)")
+    check_callable(step, "step", "step(u, t, x, h)")
     _check_state(x0, "x0")
     _check_times(ts, x0)
     ts = ts.to(x0.dtype)
@@ -123,7 +159,10 @@ def divergence(u: VectorField, t: Tensor, x: Tensor) -> Tensor:
         x: points, shape ``(n, d)``.
     Returns:
         The divergence at each point, shape ``(n,)``.
+
+    Reference: Chen et al. (2018), Thm 1 (the trace of the Jacobian).
     """
+    check_callable(u, "u", "u(t, x)")
     _check_state(x, "x")
     if x.ndim != 2:
         raise ValueError(f"x must have shape (n, d), got {tuple(x.shape)}")
@@ -144,7 +183,10 @@ def augment_with_log_density(u: VectorField) -> VectorField:
 
     Along a trajectory of ``u``, ``ℓ(t) - ℓ(s) = log p_t(x_t) - log p_s(x_s)``: the instantaneous change of
     variables (Chen et al. 2018, Thm 1), a consequence of the continuity equation.
+
+    Reference: Chen et al. (2018), Thm 1.
     """
+    check_callable(u, "u", "u(t, x)")
 
     def field(t: Tensor, z: Tensor) -> Tensor:
         x = z[:, :-1]
@@ -169,7 +211,12 @@ def transport(
 
     Returns:
         ``(x_t, log_p)``: the points at ``ts[-1]``, shape ``(n, d)``, and ``log p_{t1}(x_t)``, shape ``(n,)``.
+
+    Reference: Chen et al. (2018), Thm 1 and Eq. 4.
     """
+    check_callable(u, "u", "u(t, x)")
+    if log_p0 is not None:
+        check_callable(log_p0, "log_p0", "log_p0(x)")
     _check_state(x0, "x0")
     if x0.ndim != 2:
         raise ValueError(f"x0 must have shape (n, d), got {tuple(x0.shape)}")
@@ -202,7 +249,14 @@ def log_density_at(
         ``log p_{t1}(x)``, shape ``(n,)``; ``-inf`` where the backward trajectory leaves every bound
         (a field that is not globally Lipschitz may blow up backwards in finite time: such ``x`` are not
         reached by the flow, and the density there is zero).
+
+    Reference: Chen et al. (2018), Thm 1 and Eq. 4; Grathwohl et al. (2019), §2.
     """
+    check_callable(log_p0, "log_p0", "log_p0(x)")
+    _check_state(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must have shape (n, d), got {tuple(x.shape)}")
+    _check_times(ts, x)
     x_start, ell = transport(u, x, ts.flip(0), None, step=step)
     reached = torch.isfinite(x_start).all(dim=1) & torch.isfinite(ell)
     out = torch.full_like(ell, float("-inf"))

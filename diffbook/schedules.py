@@ -16,10 +16,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
+
+from diffbook._checks import as_level as _as_level
+from diffbook._checks import as_time as _as_t
+from diffbook._checks import check_callable, check_int, check_levels, check_real, check_schedule, check_tensor
 
 __all__ = [
     "Schedule",
@@ -34,6 +38,9 @@ __all__ = [
     "linear_betas",
     "cosine_betas",
     "alphas_cumprod",
+    "ddpm_tables",
+    "ddpm_posterior",
+    "ddpm_reverse_variance",
     "ddpm_sigmas",
     "karras_sigmas",
     "schedule_sigmas",
@@ -42,7 +49,12 @@ __all__ = [
 
 
 class Schedule(Protocol):
-    """A Gaussian path ``x_t = α_t x_0 + σ_t ε`` for ``t ∈ [0, 1]``."""
+    """A Gaussian path ``x_t = α_t x_0 + σ_t ε`` for ``t ∈ [0, 1]``.
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Kingma et al. (2021), §2; Karras et al. (2022), §2 and Table 1.
+    """
 
     def alpha(self, t: Tensor) -> Tensor: ...
 
@@ -51,9 +63,10 @@ class Schedule(Protocol):
     def t_of_sigma_bar(self, s: Tensor) -> Tensor: ...
 
 
-def _as_t(t: Tensor | float) -> Tensor:
-    t = torch.as_tensor(t)
-    return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+def _sigma_bar_arg(s: Tensor | float, name: str = "s") -> Tensor:
+    s = _as_level(s, name)
+    check_levels(s, f"{name} (a VE-equivalent noise level)", positive=False)
+    return s
 
 
 @dataclass(frozen=True)
@@ -62,16 +75,29 @@ class VPLinear:
 
     ``α_t = exp(-½ ∫_0^t β)``, ``σ_t = sqrt(1 - α_t²)``. The defaults are the continuous limit of DDPM's
     linear β from 1e-4 to 0.02 over 1000 steps (``β(t) Δt = β_t`` with ``Δt = 1/1000``).
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Song et al. (2021), Eq. 11; Ho et al. (2020), §4 (the discrete β table).
     """
 
     beta_min: float = 0.1
     beta_max: float = 20.0
 
+    def __post_init__(self) -> None:
+        _check_beta_range(self.beta_min, self.beta_max)
+
     def beta(self, t: Tensor) -> Tensor:
-        return self.beta_min + _as_t(t) * (self.beta_max - self.beta_min)
+        """``β(t)``, shape of ``t``."""
+        return self.beta_min + _as_t(t, upper=None) * (self.beta_max - self.beta_min)
 
     def log_alpha(self, t: Tensor) -> Tensor:
-        t = _as_t(t)
+        """``log α_t = -½ ∫_0^t β``, shape of ``t``.
+
+        The formula holds for every ``t >= 0``, and it is needed past ``t = 1``: DDPM's discrete table reaches
+        σ̄_T ≈ 157, just beyond the continuous σ̄(1) ≈ 152, so an ε-network on that table is queried at t ≈ 1.003.
+        """
+        t = _as_t(t, upper=None)
         return -0.5 * (self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t)
 
     def alpha(self, t: Tensor) -> Tensor:
@@ -86,7 +112,7 @@ class VPLinear:
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
         # σ̄² = 1/α² - 1, so ∫β = log(1 + σ̄²): solve the quadratic ½Δβ t² + β_min t - log(1 + σ̄²) = 0
-        c = torch.log1p(_as_t(s) ** 2)
+        c = torch.log1p(_sigma_bar_arg(s) ** 2)
         d = self.beta_max - self.beta_min
         if d == 0:
             return c / self.beta_min
@@ -98,9 +124,16 @@ class VPCosine:
     """Variance preserving with ``α_t = cos(π/2 (t + s)/(1 + s)) / cos(π/2 s/(1 + s))`` (Nichol & Dhariwal 2021).
 
     ``α_1`` is exactly 0 (infinite σ̄); use ``t_max < 1`` for grids.
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Nichol & Dhariwal (2021), Eq. 17.
     """
 
     s: float = 0.008
+
+    def __post_init__(self) -> None:
+        check_real(self.s, "s", nonnegative=True)
 
     def _f0(self) -> float:
         return math.cos(0.5 * math.pi * self.s / (1.0 + self.s))
@@ -116,33 +149,50 @@ class VPCosine:
         return (1.0 - self.alpha(t) ** 2).clamp_min(0.0)
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
-        a = 1.0 / torch.sqrt(1.0 + _as_t(s) ** 2)
+        a = 1.0 / torch.sqrt(1.0 + _sigma_bar_arg(s) ** 2)
         return torch.arccos(a * self._f0()) * 2.0 * (1.0 + self.s) / math.pi - self.s
 
 
 @dataclass(frozen=True)
 class VE:
-    """Variance exploding, ``σ(t) = σ_min (σ_max/σ_min)^t``, ``α = 1`` (Song et al. 2021, eq. 9)."""
+    """Variance exploding, ``σ(t) = σ_min (σ_max/σ_min)^t``, ``α = 1`` (Song et al. 2021, eq. 9).
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Song et al. (2021), Eq. 9 and §3.4.
+    """
 
     sigma_min: float = 0.01
     sigma_max: float = 50.0
 
+    def __post_init__(self) -> None:
+        _check_sigma_range(self.sigma_min, self.sigma_max)
+
     def alpha(self, t: Tensor) -> Tensor:
-        return torch.ones_like(_as_t(t))
+        return torch.ones_like(_as_t(t, upper=None))
 
     def sigma(self, t: Tensor) -> Tensor:
-        return self.sigma_min * (self.sigma_max / self.sigma_min) ** _as_t(t)
+        # the geometric formula holds for every t >= 0 (a noise level above σ_max maps past t = 1)
+        return self.sigma_min * (self.sigma_max / self.sigma_min) ** _as_t(t, upper=None)
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
-        return torch.log(_as_t(s) / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
+        return torch.log(_sigma_bar_arg(s) / self.sigma_min) / math.log(self.sigma_max / self.sigma_min)
 
 
 @dataclass(frozen=True)
 class SubVP:
-    """Sub-VP: VP's ``α_t`` with ``σ_t = 1 - α_t²`` (Song et al. 2021, eq. 11, variance ``(1 - e^{-∫β})²``)."""
+    """Sub-VP: VP's ``α_t`` with ``σ_t = 1 - α_t²`` (Song et al. 2021, eq. 11, variance ``(1 - e^{-∫β})²``).
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Song et al. (2021), Eq. 11 and App. B.
+    """
 
     beta_min: float = 0.1
     beta_max: float = 20.0
+
+    def __post_init__(self) -> None:
+        _check_beta_range(self.beta_min, self.beta_max)
 
     def alpha(self, t: Tensor) -> Tensor:
         return VPLinear(self.beta_min, self.beta_max).alpha(t)
@@ -152,28 +202,38 @@ class SubVP:
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
         # σ̄ = (1 - a²)/a with a = α: solve a² s + a... i.e. a = (sqrt(s² + 4) - s)/2, then invert α
-        s = _as_t(s)
+        s = _sigma_bar_arg(s)
         a = 0.5 * (torch.sqrt(s * s + 4.0) - s)
         return VPLinear(self.beta_min, self.beta_max).t_of_sigma_bar(torch.sqrt(1.0 / (a * a) - 1.0))
 
 
 @dataclass(frozen=True)
 class EDM:
-    """The EDM path ``α = 1``, ``σ(t) = t`` (Karras et al. 2022, Table 1): time *is* the noise level."""
+    """The EDM path ``α = 1``, ``σ(t) = t`` (Karras et al. 2022, Table 1): time *is* the noise level.
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Karras et al. (2022), Table 1.
+    """
 
     def alpha(self, t: Tensor) -> Tensor:
-        return torch.ones_like(_as_t(t))
+        return torch.ones_like(_sigma_bar_arg(t, "t"))
 
     def sigma(self, t: Tensor) -> Tensor:
-        return _as_t(t)
+        return _sigma_bar_arg(t, "t")
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
-        return _as_t(s)
+        return _sigma_bar_arg(s)
 
 
 @dataclass(frozen=True)
 class FlowLinear:
-    """The linear (rectified-flow) path ``α = 1 - t``, ``σ = t`` (Liu et al. 2023; Lipman et al. 2023)."""
+    """The linear (rectified-flow) path ``α = 1 - t``, ``σ = t`` (Liu et al. 2023; Lipman et al. 2023).
+
+    Methods take ``t`` (or ``s`` = σ̄) as a number or a tensor of any shape and return that shape.
+
+    Reference: Liu et al. (2023), Eq. 1; Lipman et al. (2023), Eq. 23.
+    """
 
     def alpha(self, t: Tensor) -> Tensor:
         return 1.0 - _as_t(t)
@@ -182,16 +242,34 @@ class FlowLinear:
         return _as_t(t)
 
     def t_of_sigma_bar(self, s: Tensor) -> Tensor:
-        s = _as_t(s)
+        s = _sigma_bar_arg(s)
         return s / (1.0 + s)
+
+
+def _check_beta_range(beta_min: float, beta_max: float) -> None:
+    lo = check_real(beta_min, "beta_min", nonnegative=True)
+    hi = check_real(beta_max, "beta_max", positive=True)
+    if lo > hi:
+        raise ValueError(f"need beta_min <= beta_max, got {beta_min}, {beta_max}")
+
+
+def _check_sigma_range(sigma_min: float, sigma_max: float) -> None:
+    lo = check_real(sigma_min, "sigma_min", positive=True)
+    hi = check_real(sigma_max, "sigma_max", positive=True)
+    if not lo < hi:
+        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
 
 
 def time_derivative(fn: Callable[[Tensor], Tensor], t: Tensor) -> tuple[Tensor, Tensor]:
     """``(fn(t), d fn/dt)`` for an elementwise function of time, by automatic differentiation.
 
     Lets every schedule define only ``α(t)`` and ``σ(t)``: drifts and velocities need ``α̇`` and ``σ̇``.
+    ``t`` is a scalar or any shape; both results have the shape of ``fn(t)``.
+
+    Reference: Baydin et al. (2018), §3 (reverse-mode automatic differentiation).
     """
-    t = _as_t(t)
+    check_callable(fn, "fn", "fn(t)")
+    t = _as_level(t, "t")
     with torch.enable_grad():
         tt = t.detach().requires_grad_(True)
         y = fn(tt)
@@ -202,12 +280,23 @@ def time_derivative(fn: Callable[[Tensor], Tensor], t: Tensor) -> tuple[Tensor, 
 
 
 def sigma_bar(schedule: Schedule, t: Tensor) -> Tensor:
-    """The VE-equivalent noise level ``σ̄_t = σ_t / α_t`` (Karras et al. 2022, §2)."""
+    """The VE-equivalent noise level ``σ̄_t = σ_t / α_t`` (Karras et al. 2022, §2), shape of ``t``.
+
+    Reference: Karras et al. (2022), §2 and Eq. 4.
+    """
+    check_schedule(schedule)
+    t = _as_t(t)  # the process lives on [0, 1], even where the schedule's formula extends past it
     return schedule.sigma(t) / schedule.alpha(t)
 
 
 def log_snr(schedule: Schedule, t: Tensor) -> Tensor:
-    """``λ_t = log(α_t² / σ_t²)``, the log signal-to-noise ratio (Kingma et al. 2021, "Variational Diffusion Models")."""
+    """``λ_t = log(α_t² / σ_t²)``, the log signal-to-noise ratio, shape of ``t``
+    (Kingma et al. 2021, "Variational Diffusion Models", eq. 3).
+
+    Reference: Kingma et al. (2021), Eq. 3.
+    """
+    check_schedule(schedule)
+    t = _as_t(t)
     return 2.0 * (torch.log(schedule.alpha(t)) - torch.log(schedule.sigma(t)))
 
 
@@ -216,28 +305,96 @@ def log_snr(schedule: Schedule, t: Tensor) -> Tensor:
 
 
 def linear_betas(n: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """DDPM's linear β table, shape ``(n,)``, float64 (Ho et al. 2020, §4)."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not 0.0 < beta_start <= beta_end < 1.0:
+    """DDPM's linear β table, shape ``(n,)``, float64 (Ho et al. 2020, §4).
+
+    Reference: Ho et al. (2020), §4.
+    """
+    check_int(n, "n")
+    lo, hi = check_real(beta_start, "beta_start"), check_real(beta_end, "beta_end")
+    if not 0.0 < lo <= hi < 1.0:
         raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
-    return torch.linspace(beta_start, beta_end, n, dtype=torch.float64)
+    return torch.linspace(lo, hi, n, dtype=torch.float64)
 
 
 def cosine_betas(n: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
-    """The cosine β table of Nichol & Dhariwal 2021 (eq. 17, β clipped at ``max_beta``), shape ``(n,)``."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    """The cosine β table of Nichol & Dhariwal 2021 (eq. 17, β clipped at ``max_beta``), shape ``(n,)``, float64.
+
+    Reference: Nichol & Dhariwal (2021), Eq. 17.
+    """
+    check_int(n, "n")
+    if not 0.0 < check_real(max_beta, "max_beta") < 1.0:
+        raise ValueError(f"max_beta must lie in (0, 1), got {max_beta!r}")
     t = torch.arange(n + 1, dtype=torch.float64) / n
     abar = VPCosine(s).alpha(t) ** 2
     return (1.0 - abar[1:] / abar[:-1]).clamp(max=max_beta)
 
 
+def _check_betas(betas: object) -> Tensor:
+    betas = check_tensor(betas, "betas")
+    if betas.ndim != 1 or betas.numel() == 0:
+        raise ValueError(f"betas must be a 1-D tensor (β_1, …, β_T) with at least one entry, "
+                         f"got shape {tuple(betas.shape)}")
+    if not bool(((betas > 0) & (betas < 1)).all()):
+        raise ValueError("betas must be a 1-D tensor with entries in (0, 1): finite, none 0, none 1")
+    return betas
+
+
 def alphas_cumprod(betas: Tensor) -> Tensor:
-    """``ᾱ_t = Π_{s ≤ t} (1 - β_s)``, shape of ``betas``."""
-    if betas.ndim != 1 or not ((betas > 0) & (betas < 1)).all():
-        raise ValueError("betas must be a 1-D tensor with entries in (0, 1)")
-    return torch.cumprod(1.0 - betas, dim=0)
+    """``ᾱ_t = Π_{s ≤ t} (1 - β_s)``, shape ``(T,)`` of ``betas`` (Ho et al. 2020, §2).
+
+    Reference: Ho et al. (2020), §2 (the notation above Eq. 4).
+    """
+    return torch.cumprod(1.0 - _check_betas(betas), dim=0)
+
+
+def ddpm_tables(betas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(β, ᾱ, ᾱ_prev)`` in float64, each shape ``(T,)``: index ``t - 1`` holds step ``t``, ``ᾱ_prev[0] = ᾱ_0 = 1``
+    (Ho et al. 2020, §2).
+
+    Reference: Ho et al. (2020), §2.
+    """
+    b = _check_betas(betas).detach().to(torch.float64)
+    abar = torch.cumprod(1.0 - b, dim=0)
+    return b, abar, torch.cat([abar.new_ones(1), abar[:-1]])
+
+
+def ddpm_posterior(
+    beta: Tensor | float, abar_prev: Tensor | float, one_minus_abar: Tensor | float, one_minus_abar_prev: Tensor | float
+) -> tuple[Tensor | float, Tensor | float, Tensor | float]:
+    """The coefficients of DDPM's forward posterior ``q(x_{t-1} | x_t, x_0) = N(c_0 x_0 + c_t x_t, β̃_t I)``:
+
+    ``c_0 = √ᾱ_{t-1} β_t/(1 - ᾱ_t)``, ``c_t = √(1 - β_t) (1 - ᾱ_{t-1})/(1 - ᾱ_t)``,
+    ``β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t)``.
+
+    The one home of these formulas: the chain of :mod:`diffbook.foundations.ddpm`, the ELBO weights of
+    :mod:`diffbook.losses` and the ancestral sampler of :mod:`diffbook.samplers` all call it. Arguments are
+    numbers or tensors of one shape (e.g. ``(T,)``; ``1 - ᾱ`` is passed separately, so a caller that knows it
+    more accurately than ``1 - ᾱ`` — the samplers, from ``σ̄`` — keeps that accuracy); returns ``(c_0, c_t, β̃)``
+    of that shape. Unvalidated: callers validate their tables once.
+
+    Reference: Ho et al. (2020), Eqs. 6–7.
+    """
+    c0 = abar_prev**0.5 * beta / one_minus_abar
+    ct = (1.0 - beta) ** 0.5 * one_minus_abar_prev / one_minus_abar
+    return c0, ct, beta * one_minus_abar_prev / one_minus_abar
+
+
+def ddpm_reverse_variance(betas: Tensor, variance: Literal["beta_tilde", "beta"] = "beta_tilde") -> Tensor:
+    """The reverse-step variances ``σ_t²`` of ``p_θ(x_{t-1} | x_t)``, shape ``(T,)``, float64.
+
+    ``"beta_tilde"``: ``σ_t² = β̃_t`` (optimal when ``x_0`` is a single point); ``"beta"``: ``σ_t² = β_t`` (optimal
+    for ``x_0 ~ N(0, I)``). Both use ``σ_1² = β_1`` at ``t = 1`` (the decoder's width, since ``β̃_1 = 0``).
+
+    Reference: Ho et al. (2020), §3.2.
+    """
+    if variance not in ("beta_tilde", "beta"):
+        raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {variance!r}")
+    b, abar, abar_prev = ddpm_tables(betas)
+    if variance == "beta":
+        return b.clone()
+    var = ddpm_posterior(b, abar_prev, 1.0 - abar, 1.0 - abar_prev)[2]
+    var[0] = b[0]
+    return var
 
 
 def ddpm_sigmas(betas: Tensor, timesteps: Tensor | None = None) -> Tensor:
@@ -245,10 +402,16 @@ def ddpm_sigmas(betas: Tensor, timesteps: Tensor | None = None) -> Tensor:
     the last to the first) with a final 0 appended, shape ``(len(timesteps) + 1,)``.
 
     Samplers fed this grid step exactly through DDPM's discrete time steps.
+
+    Reference: Karras et al. (2022), §2 and Table 1 (VP discretisation).
     """
     abar = alphas_cumprod(betas)
     if timesteps is None:
-        timesteps = torch.arange(len(betas) - 1, -1, -1)
+        timesteps = torch.arange(len(abar) - 1, -1, -1)
+    elif not isinstance(timesteps, Tensor) or timesteps.is_floating_point() or timesteps.ndim != 1:
+        raise TypeError(f"timesteps must be a 1-D integer tensor of 0-based steps, got {timesteps!r}")
+    elif timesteps.numel() == 0 or int(timesteps.min()) < 0 or int(timesteps.max()) >= len(abar):
+        raise ValueError(f"timesteps must be non-empty 0-based steps in [0, {len(abar) - 1}]")
     sig = torch.sqrt((1.0 - abar[timesteps]) / abar[timesteps])
     return torch.cat([sig, sig.new_zeros(1)])
 
@@ -259,11 +422,13 @@ def ddpm_sigmas(betas: Tensor, timesteps: Tensor | None = None) -> Tensor:
 
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> Tensor:
     """EDM's grid ``σ_i = (σ_max^{1/ρ} + i/(n-1) (σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ`` plus a final 0, shape ``(n + 1,)``
-    (Karras et al. 2022, eq. 5), float64."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not 0.0 < sigma_min < sigma_max:
-        raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+    (Karras et al. 2022, eq. 5), float64.
+
+    Reference: Karras et al. (2022), Eq. 5.
+    """
+    check_int(n, "n")
+    _check_sigma_range(sigma_min, sigma_max)
+    check_real(rho, "rho", positive=True)
     ramp = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
     lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
     sig = (hi + ramp * (lo - hi)) ** rho
@@ -271,11 +436,17 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
 
 
 def schedule_sigmas(schedule: Schedule, n: int, t_max: float = 1.0, t_min: float = 1e-3) -> Tensor:
-    """``σ̄`` at ``n`` uniformly spaced times from ``t_max`` down to ``t_min``, plus a final 0, shape ``(n + 1,)``."""
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not 0.0 <= t_min < t_max <= 1.0:
+    """``σ̄`` at ``n`` uniformly spaced times from ``t_max`` down to ``t_min``, plus a final 0, shape ``(n + 1,)``.
+
+    Reference: Song et al. (2021), §3.3 (uniform time grids of the SDE); Karras et al. (2022), §2 (σ̄ = σ/α).
+    """
+    check_schedule(schedule)
+    check_int(n, "n")
+    if not 0.0 <= check_real(t_min, "t_min") < check_real(t_max, "t_max") <= 1.0:
         raise ValueError(f"need 0 <= t_min < t_max <= 1, got {t_min}, {t_max}")
     t = torch.linspace(t_max, t_min, n, dtype=torch.float64)
     sig = sigma_bar(schedule, t)
+    if not bool(torch.isfinite(sig).all()):
+        raise ValueError(f"the schedule's σ̄ is infinite on [t_min, t_max] = [{t_min}, {t_max}] (α_t = 0?); "
+                         "lower t_max")
     return torch.cat([sig, sig.new_zeros(1)])

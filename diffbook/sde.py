@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state, check_times
-from diffbook.schedules import Schedule, _as_t, time_derivative
+from diffbook._checks import as_level, as_time, check_callable, check_real, check_schedule, check_state, check_times, per_sample
+from diffbook.schedules import Schedule, time_derivative
 
 __all__ = [
     "Score",
@@ -32,22 +32,24 @@ Score = Callable[[Tensor, Tensor], Tensor]
 """``score(x, t) -> ∇_x log p_t(x)``, shaped like ``x``."""
 
 
-def _bcast(c: Tensor, x: Tensor) -> Tensor:
-    """Reshape a per-sample or scalar coefficient to broadcast against ``x`` of shape ``(n, ...)``."""
-    c = torch.as_tensor(c, device=x.device)
-    if c.ndim == 0:
-        return c.to(x.dtype)
-    return c.to(x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-
-
 def drift_coefficient(schedule: Schedule, t: Tensor) -> Tensor:
-    """``f(t) = α̇_t / α_t``, the linear drift coefficient of the forward SDE."""
+    """``f(t) = α̇_t / α_t``, the linear drift coefficient of the forward SDE, shape of ``t``.
+
+    Reference: Kingma et al. (2021), Eq. 33; Song et al. (2021), Eq. 5 and App. B.
+    """
+    check_schedule(schedule)
+    t = as_time(t)  # the process lives on [0, 1], even where the schedule's formula extends past it
     alpha, dalpha = time_derivative(schedule.alpha, t)
     return dalpha / alpha
 
 
 def diffusion_squared(schedule: Schedule, t: Tensor) -> Tensor:
-    """``g(t)² = dσ²/dt - 2 f σ²``: the unique diffusion that gives the path the variance ``σ_t²``."""
+    """``g(t)² = dσ²/dt - 2 f σ²``: the unique diffusion that gives the path the variance ``σ_t²``; shape of ``t``.
+
+    Reference: Kingma et al. (2021), Eq. 33; Song et al. (2021), App. B.
+    """
+    check_schedule(schedule)
+    t = as_time(t)
     # differentiate σ² itself where the schedule provides it: σ dσ/dt is 0·∞ at t = 0 for VP paths
     sigma_squared = getattr(schedule, "sigma_squared", None) or (lambda u: schedule.sigma(u) ** 2)
     var, dvar = time_derivative(sigma_squared, t)
@@ -55,8 +57,12 @@ def diffusion_squared(schedule: Schedule, t: Tensor) -> Tensor:
 
 
 def forward_drift(schedule: Schedule, x: Tensor, t: Tensor) -> Tensor:
-    """``f(t) x``, shape of ``x``; ``t`` scalar or shape ``(n,)``."""
-    return _bcast(drift_coefficient(schedule, t), x) * x
+    """``f(t) x``, shape of ``x`` ``(n, ...)``; ``t`` scalar or shape ``(n,)``.
+
+    Reference: Song et al. (2021), Eq. 5.
+    """
+    check_state(x, "x")
+    return per_sample(drift_coefficient(schedule, t), x, "t") * x
 
 
 def reverse_drift(schedule: Schedule, score: Score, x: Tensor, t: Tensor, eta: float = 1.0) -> Tensor:
@@ -64,28 +70,42 @@ def reverse_drift(schedule: Schedule, score: Score, x: Tensor, t: Tensor, eta: f
 
     With ``η = 1`` and diffusion ``g`` this is Anderson's reverse-time SDE; with ``η = 0`` (no noise) it is
     the probability-flow ODE. Integrate it from ``t = 1`` down to ``t = 0`` with a negative step.
+    ``x``: shape ``(n, ...)``; ``t``: scalar or shape ``(n,)``; returns the shape of ``x``.
+
+    Reference: Anderson (1982), Eq. 5.4; Song et al. (2021), Eqs. 6 and 13.
     """
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
-    g2 = _bcast(diffusion_squared(schedule, t), x)
+    check_state(x, "x")
+    check_callable(score, "score", "score(x, t)")
+    check_real(eta, "eta", nonnegative=True)
+    g2 = per_sample(diffusion_squared(schedule, t), x, "t")
     return forward_drift(schedule, x, t) - 0.5 * (1.0 + eta**2) * g2 * score(x, t)
 
 
 def probability_flow_drift(schedule: Schedule, score: Score, x: Tensor, t: Tensor) -> Tensor:
-    """The probability-flow ODE's velocity ``f x - ½ g² ∇log p_t(x)`` (Song et al. 2021, eq. 13)."""
+    """The probability-flow ODE's velocity ``f x - ½ g² ∇log p_t(x)``, shape of ``x`` ``(n, ...)``.
+
+    Reference: Song et al. (2021), Eq. 13.
+    """
     return reverse_drift(schedule, score, x, t, eta=0.0)
 
 
 def marginal_sample(
     schedule: Schedule, x0: Tensor, t: Tensor, *, noise: Tensor | None = None, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Draw ``x_t = α_t x_0 + σ_t ε`` in one shot; returns ``(x_t, ε)``. ``t`` scalar or shape ``(n,)``."""
+    """Draw ``x_t = α_t x_0 + σ_t ε`` in one shot; returns ``(x_t, ε)``, each the shape of ``x0`` ``(n, ...)``;
+    ``t`` scalar or shape ``(n,)``.
+
+    Reference: Song et al. (2021), Eq. 29 (the Gaussian perturbation kernel); Ho et al. (2020), Eq. 4.
+    """
+    check_schedule(schedule)
+    check_state(x0, "x0")
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    elif noise.shape != x0.shape:
-        raise ValueError(f"noise must have the shape of x0 {tuple(x0.shape)}, got {tuple(noise.shape)}")
-    t = _as_t(t).to(x0.device)
-    return _bcast(schedule.alpha(t), x0) * x0 + _bcast(schedule.sigma(t), x0) * noise, noise
+    elif not isinstance(noise, Tensor) or noise.shape != x0.shape:
+        got = getattr(noise, "shape", noise)
+        raise ValueError(f"noise must be a tensor of the shape of x0 {tuple(x0.shape)}, got {got!r}")
+    t = as_time(t).to(x0.device)
+    return per_sample(schedule.alpha(t), x0, "t") * x0 + per_sample(schedule.sigma(t), x0, "t") * noise, noise
 
 
 def euler_maruyama(
@@ -107,8 +127,12 @@ def euler_maruyama(
         diffusion: ``g(t)``, a scalar per time (additive noise) or shaped to broadcast with ``x``.
         x0: shape ``(n, ...)``; ts: shape ``(N + 1,)``, strictly monotone.
     Returns:
-        The state at ``ts[-1]`` or, with ``keep_path``, all states ``(N + 1, n, ...)``.
+        The state at ``ts[-1]`` (shape of ``x0``) or, with ``keep_path``, all states ``(N + 1, n, ...)``.
+
+    Reference: Kloeden & Platen (1992), §9.1 and Thm 10.2.2.
     """
+    check_callable(drift, "drift", "drift(t, x)")
+    check_callable(diffusion, "diffusion", "diffusion(t)")
     check_state(x0, "x0")
     check_times(ts, x0)
     ts = ts.to(x0.dtype)

@@ -11,23 +11,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state
+from diffbook._checks import check_int, check_levels, check_real, check_state, per_sample
+from diffbook.param import Denoiser
 
-__all__ = ["GaussianMixture"]
+__all__ = ["GaussianMixture", "mixture_denoiser"]
 
 
-def _bcast_level(level: Tensor | float, x: Tensor) -> Tensor:
-    """A noise coefficient as shape ``(n, 1)`` (per sample) or ``()``."""
-    level = torch.as_tensor(level, dtype=x.dtype, device=x.device)
-    if level.ndim == 0:
-        return level
-    if level.shape != (x.shape[0],):
-        raise ValueError(f"a per-sample noise level must have shape ({x.shape[0]},), got {tuple(level.shape)}")
-    return level[:, None]
+def _check_weights(weights: Tensor, k: int) -> None:
+    check_state(weights, "weights")
+    if weights.shape != (k,):
+        raise ValueError(f"weights must have shape ({k},), got {tuple(weights.shape)}")
+    if not bool(torch.isfinite(weights).all()) or (weights <= 0).any() or abs(float(weights.sum()) - 1.0) > 1e-6:
+        raise ValueError(f"weights must be positive and sum to 1, got {weights.tolist()}")
+
+
+def _level(value: Tensor | float, x: Tensor, name: str, *, positive: bool = False) -> Tensor:
+    """A noise coefficient (scalar or per-sample ``(n,)``) as shape ``()`` or ``(n, 1)``, validated."""
+    v = per_sample(value, x, name)
+    check_levels(v, name, positive=positive)
+    return v
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,13 @@ class GaussianMixture:
     Attributes:
         weights: shape ``(K,)``, positive, summing to 1.
         means: shape ``(K, d)``.
-        covs: shape ``(K, d, d)``, symmetric positive definite.
+        covs: shape ``(K, d, d)``, symmetric positive semi-definite (zero gives point masses: the empirical
+            distribution of a data set, whose noisy versions at ``σ > 0`` are proper mixtures).
+
+    Methods take query points ``x`` of shape ``(n, d)`` and noise coefficients ``alpha``, ``sigma`` that are
+    scalars or shape ``(n,)``.
+
+    Reference: Bishop (2006), §2.3.3 (Gaussian conditioning) and §9.2 (mixtures).
     """
 
     weights: Tensor
@@ -50,23 +63,45 @@ class GaussianMixture:
         k, d = self.means.shape if self.means.ndim == 2 else (None, None)
         if k is None:
             raise ValueError(f"means must have shape (K, d), got {tuple(self.means.shape)}")
-        if self.weights.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},), got {tuple(self.weights.shape)}")
+        if k < 1 or d < 1:
+            raise ValueError(f"means must have shape (K, d) with K, d >= 1, got {tuple(self.means.shape)}")
+        _check_weights(self.weights, k)
         if self.covs.shape != (k, d, d):
             raise ValueError(f"covs must have shape ({k}, {d}, {d}), got {tuple(self.covs.shape)}")
-        if (self.weights <= 0).any() or abs(float(self.weights.sum()) - 1.0) > 1e-6:
-            raise ValueError("weights must be positive and sum to 1")
+        if not bool(torch.isfinite(self.means).all()) or not bool(torch.isfinite(self.covs).all()):
+            raise ValueError("means and covs must be finite")
+        if not torch.allclose(self.covs, self.covs.mT):
+            raise ValueError("covs must be symmetric")
+        low = torch.linalg.eigvalsh(self.covs).min(dim=-1).values  # (K,)
+        tol = 1e-10 * self.covs.abs().amax(dim=(-2, -1)).clamp_min(1.0)
+        if bool((low < -tol).any()):
+            bad = int((low < -tol).nonzero()[0, 0])
+            raise ValueError(f"covs must be positive semi-definite; component {bad} has eigenvalue "
+                             f"{float(low[bad]):.3g}")
 
     @classmethod
     def isotropic(cls, weights: Tensor, means: Tensor, std: float | Tensor) -> "GaussianMixture":
-        """Components ``N(μ_k, std_k² I)``; ``std`` a number or shape ``(K,)``."""
+        """Components ``N(μ_k, std_k² I)``: ``weights`` ``(K,)``, ``means`` ``(K, d)``, ``std`` a number or shape
+        ``(K,)``, ``>= 0`` (0 gives point masses)."""
+        check_state(means, "means")
+        check_state(weights, "weights")
+        if means.ndim != 2:
+            raise ValueError(f"means must have shape (K, d), got {tuple(means.shape)}")
         k, d = means.shape
-        std = torch.as_tensor(std, dtype=means.dtype, device=means.device).expand(k)
+        if isinstance(std, bool) or not isinstance(std, (int, float, Tensor)):
+            raise TypeError(f"std must be a number or a tensor of shape ({k},), got {type(std).__name__}")
+        std = torch.as_tensor(std, dtype=means.dtype, device=means.device)
+        if std.shape not in ((), (k,)):
+            raise ValueError(f"std must be a number or have shape ({k},), got {tuple(std.shape)}")
+        if not bool(torch.isfinite(std).all()) or (std < 0).any():
+            raise ValueError(f"std must be finite and >= 0, got {std.tolist()}")
+        std = std.expand(k)
         covs = std[:, None, None] ** 2 * torch.eye(d, dtype=means.dtype, device=means.device)
         return cls(weights.to(means), means, covs)
 
     @property
     def dim(self) -> int:
+        """The dimension ``d``."""
         return self.means.shape[1]
 
     def mean(self) -> Tensor:
@@ -81,21 +116,22 @@ class GaussianMixture:
 
     def noised(self, alpha: float | Tensor, sigma: float | Tensor) -> "GaussianMixture":
         """The law of ``α x₀ + σ ε``: ``Σ_k w_k N(α μ_k, α² Σ_k + σ² I)`` (scalar α, σ)."""
-        alpha = torch.as_tensor(alpha, dtype=self.means.dtype, device=self.means.device)
-        sigma = torch.as_tensor(sigma, dtype=self.means.dtype, device=self.means.device)
-        if alpha.ndim or sigma.ndim:
-            raise ValueError("noised() takes scalar alpha and sigma; use log_prob/score/posterior_mean for per-sample levels")
+        alpha = torch.as_tensor(check_real(alpha, "alpha"), dtype=self.means.dtype, device=self.means.device)
+        sigma = torch.as_tensor(check_real(sigma, "sigma", nonnegative=True), dtype=self.means.dtype,
+                                device=self.means.device)
         eye = torch.eye(self.dim, dtype=self.means.dtype, device=self.means.device)
         return GaussianMixture(self.weights, alpha * self.means, alpha**2 * self.covs + sigma**2 * eye)
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """``n`` samples, shape ``(n, d)``, and their component labels, shape ``(n,)``."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
+        check_int(n, "n")
         dev = self.means.device
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype, device=dev)
-        chol = torch.linalg.cholesky(self.covs)
+        chol, info = torch.linalg.cholesky_ex(self.covs)
+        if bool((info != 0).any()):  # singular components (e.g. point masses): a symmetric square root instead
+            vals, vecs = torch.linalg.eigh(self.covs)
+            chol = vecs * vals.clamp_min(0.0).sqrt()[:, None, :]
         return self.means[labels] + (chol[labels] @ z[:, :, None])[:, :, 0], labels
 
     # -- densities at a noise level ----------------------------------------------------------------
@@ -105,7 +141,7 @@ class GaussianMixture:
         check_state(x, "x")
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
-        a, s = _bcast_level(alpha, x), _bcast_level(sigma, x)
+        a, s = _level(alpha, x, "alpha"), _level(sigma, x, "sigma")
         eye = torch.eye(self.dim, dtype=x.dtype, device=x.device)
         if a.ndim == 0 and s.ndim == 0:
             means = a * self.means.to(x)
@@ -118,7 +154,10 @@ class GaussianMixture:
 
     def _log_components(self, x: Tensor, means: Tensor, covs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Per-component log densities ``(n, K)``, the Cholesky factors, and the whitened residuals."""
-        chol = torch.linalg.cholesky(covs)
+        chol, info = torch.linalg.cholesky_ex(covs)
+        if bool((info != 0).any()):
+            raise ValueError("the noisy covariance α² Σ_k + σ² I is singular: sigma must be > 0 for a mixture whose "
+                             "covariances are singular (e.g. point masses)")
         diff = x[:, None, :] - means  # (n, K, d)
         sol = torch.linalg.solve_triangular(chol.expand(x.shape[0], -1, -1, -1), diff[..., None], upper=False)[..., 0]
         logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
@@ -155,7 +194,7 @@ class GaussianMixture:
         means, covs = self._noisy_components(x, alpha, sigma)
         logc, chol, diff = self._log_components(x, means, covs)
         r = torch.softmax(logc, dim=1)
-        a = _bcast_level(alpha, x)
+        a = per_sample(alpha, x, "alpha")
         a = a[:, :, None] if a.ndim else a
         gain = torch.cholesky_solve(diff[..., None], chol.expand(x.shape[0], -1, -1, -1))  # C⁻¹(x - αμ)
         cond = self.means.to(x) + a * (self.covs.to(x) @ gain)[..., 0]
@@ -164,6 +203,83 @@ class GaussianMixture:
     def denoiser(self, x: Tensor, sigma: Tensor | float, **cond: object) -> Tensor:
         """The exact denoiser in VE-equivalent variables: ``D(x̄; σ̄) = E[x₀ | x₀ + σ̄ ε = x̄]``.
 
-        Has the :data:`diffbook.param.Denoiser` signature, so it can drive every sampler.
+        Has the :data:`diffbook.param.Denoiser` signature, so it can drive every sampler. ``x``: ``(n, d)``;
+        ``sigma``: a scalar or ``(n,)``, ``>= 0``; returns ``(n, d)``. For isotropic components
+        :func:`mixture_denoiser` gives the same numbers without per-sample covariance matrices.
         """
         return self.posterior_mean(x, 1.0, sigma)
+
+
+def mixture_denoiser(means: Tensor, weights: Tensor | None = None, stds: Tensor | float = 0.0) -> Denoiser:
+    """The exact denoiser ``D(x̄; σ̄) = E[x₀ | x₀ + σ̄ ε = x̄]`` of an isotropic Gaussian mixture.
+
+    The data are ``x₀ ~ Σ_k w_k N(μ_k, s_k² I)``. Given ``x̄``, component ``k`` has responsibility
+    ``r_k ∝ w_k N(x̄; μ_k, (s_k² + σ̄²) I)`` and conditional mean ``μ_k + s_k²/(s_k² + σ̄²) (x̄ - μ_k)``, so
+    ``D = Σ_k r_k (μ_k + s_k²/(s_k² + σ̄²)(x̄ - μ_k))``. With ``stds = 0`` the mixture is the empirical
+    distribution of the points ``μ_k``, and ``D`` is the *ideal denoiser* of that finite data set
+    (Karras et al. 2022, eq. 57): the exact score of the training set, which a network only approximates.
+
+    The same numbers as :meth:`diffbook.toy.GaussianMixture.denoiser` for isotropic components, but without
+    per-sample covariance matrices, so it is fast for many points, many components (a whole data set) and
+    many dimensions (images). Distances are computed in float64, which keeps the softmax exact down to
+    ``σ̄ ≈ 1e-3`` on data of unit scale.
+
+    Args:
+        means: component means (or data points), shape ``(K, ...)``, e.g. ``(K, d)`` or ``(K, C, H, W)``.
+        weights: mixture weights, shape ``(K,)``, positive, summing to 1; ``None`` for uniform.
+        stds: component standard deviations ``s_k``, a number or shape ``(K,)``, ``>= 0``.
+    Returns:
+        A denoiser ``D(x, sigma) -> x0_hat`` for ``x`` of shape ``(n, ...)`` matching ``means.shape[1:]`` and
+        ``sigma`` a scalar or shape ``(n,)``; the output has ``x``'s shape and dtype.
+    Raises:
+        TypeError: if ``means``, ``weights`` or ``stds`` is not a floating-point tensor (or a number for ``stds``).
+        ValueError: for an empty ``means``, mismatched shapes, negative ``stds``, or weights that are not
+            positive or do not sum to 1.
+
+    Reference: Karras et al. (2022), Eq. 57; Bishop (2006), §2.3.3.
+    """
+    check_state(means, "means")
+    if means.ndim < 2 or means.shape[0] < 1:
+        raise ValueError(f"means must have shape (K, ...) with K >= 1, got {tuple(means.shape)}")
+    if not bool(torch.isfinite(means).all()):
+        raise ValueError("means must be finite")
+    k = means.shape[0]
+    mu = means.detach().reshape(k, -1).to(torch.float64)
+    if weights is None:
+        log_w = torch.full((k,), -math.log(k), dtype=torch.float64, device=means.device)
+    else:
+        _check_weights(weights, k)
+        log_w = weights.detach().to(device=means.device, dtype=torch.float64).log()
+    if isinstance(stds, (int, float)) and not isinstance(stds, bool):
+        s2 = torch.full((k,), float(stds) ** 2, dtype=torch.float64, device=means.device)
+        bad = not math.isfinite(stds) or stds < 0
+    else:
+        check_state(stds, "stds")
+        assert isinstance(stds, Tensor)
+        if stds.shape not in ((), (k,)):
+            raise ValueError(f"stds must be a number or have shape ({k},), got {tuple(stds.shape)}")
+        s2 = stds.detach().to(device=means.device, dtype=torch.float64).expand(k) ** 2
+        bad = bool((stds < 0).any()) or not bool(torch.isfinite(stds).all())
+    if bad:
+        raise ValueError("stds must be finite and >= 0")
+    mu_sq = (mu * mu).sum(1)
+    dim = mu.shape[1]
+
+    def denoiser(x: Tensor, sigma: Tensor | float, **cond: Any) -> Tensor:
+        check_state(x, "x")
+        if tuple(x.shape[1:]) != tuple(means.shape[1:]):
+            raise ValueError(f"x must have shape (n, {', '.join(map(str, means.shape[1:]))}), got {tuple(x.shape)}")
+        xf = x.detach().reshape(x.shape[0], -1).to(torch.float64)
+        s = per_sample(sigma, xf, "sigma", expand=True, dtype=torch.float64)  # (n, 1)
+        check_levels(s, "sigma", positive=False)
+        var = s2[None, :] + s**2  # (n, K): s_k² + σ̄²
+        if (var <= 0).any():
+            raise ValueError("sigma must be > 0 for components with std 0 (the ideal denoiser is undefined at σ = 0)")
+        d2 = ((xf * xf).sum(1)[:, None] + mu_sq[None, :] - 2.0 * xf @ mu.T).clamp_min(0.0)
+        logits = log_w[None, :] - 0.5 * d2 / var - 0.5 * dim * var.log()
+        r = torch.softmax(logits, dim=1)  # responsibilities (n, K)
+        shrink = r * (s2[None, :] / var)  # weight of x̄ - μ_k in the posterior mean
+        out = r @ mu + shrink.sum(1, keepdim=True) * xf - shrink @ mu
+        return out.to(x.dtype).reshape(x.shape)
+
+    return denoiser

@@ -3,8 +3,10 @@
 :func:`train` runs ``steps`` optimiser steps of AdamW on the mean of a per-sample loss
 ``loss_fn(model, batch, generator) -> (n,)``. On CUDA it runs the forward pass under bf16 autocast and
 uses fused AdamW; it can ``torch.compile`` the network (not the loop), clips the gradient norm and keeps
-an EMA of the weights. The hot loop never waits for the GPU: the loss history is collected on the device,
-and the progress bar reads it back once every ``log_every`` steps.
+an EMA of the weights. The hot loop never waits for the GPU: the loss history and a per-step "not finite"
+flag are collected on the device, and once every ``log_every`` steps the loop reads them back in one
+transfer, to update the progress bar and to stop at the first NaN or infinite loss
+(:class:`NonFiniteLossError`), restoring the weights of the last check.
 
 Multi-GPU: launch the script with ``torchrun`` and call :func:`init_distributed` first. :func:`train` then
 wraps the network in ``DistributedDataParallel``, which averages the gradients across ranks; each rank must
@@ -28,11 +30,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from diffbook.device import autocast, pick_device
+from diffbook.device import autocast, check_device, pick_device
 from diffbook.ema import EMA, unwrap_model
 
 __all__ = [
     "LossFn",
+    "NonFiniteLossError",
     "TrainResult",
     "train",
     "init_distributed",
@@ -62,6 +65,23 @@ class TrainResult:
     losses: Tensor
 
 
+class NonFiniteLossError(FloatingPointError):
+    """:func:`train` met a NaN or infinite loss (or gradient norm); a :class:`FloatingPointError`.
+
+    Attributes:
+        step: the first step (0-based) whose loss or gradient norm was not finite.
+        restored_step: the number of steps whose weights the model (and EMA) were restored to: the last
+            check at which every loss so far was finite (``0``: the initial weights).
+        losses: shape ``(step,)``, float32 on the CPU: the finite losses of the steps before ``step``.
+        ema: the EMA network, restored like the model, or ``None`` when training had no EMA.
+    """
+
+    def __init__(self, message: str, *, step: int, restored_step: int, losses: Tensor,
+                 ema: nn.Module | None = None) -> None:
+        super().__init__(message)
+        self.step, self.restored_step, self.losses, self.ema = step, restored_step, losses, ema
+
+
 # --------------------------------------------------------------------------------------------- distributed
 
 
@@ -88,6 +108,8 @@ def init_distributed(backend: str | None = None) -> torch.device:
     Args:
         backend: override the backend (``"nccl"`` or ``"gloo"``).
     """
+    if backend is not None and not isinstance(backend, str):
+        raise TypeError(f"backend must be a string such as 'nccl' or 'gloo', or None, got {type(backend).__name__}")
     if "WORLD_SIZE" not in os.environ:
         return pick_device()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -147,6 +169,51 @@ def _batch_source(batches: Callable[[int], Any] | Iterable[Any]) -> Callable[[in
     return next_batch
 
 
+def _tensors(batch: Any) -> list[Tensor]:
+    """Every tensor in a (nested) tuple, list or dict."""
+    if isinstance(batch, Tensor):
+        return [batch]
+    if isinstance(batch, Mapping):
+        return [t for v in batch.values() for t in _tensors(v)]
+    if isinstance(batch, (list, tuple)):
+        return [t for v in batch for t in _tensors(v)]
+    return []
+
+
+def _check_first_batch(batch: Any) -> None:
+    """Shapes and dtypes are host metadata: checking them costs no synchronisation. Once, on step 0."""
+    for t in _tensors(batch):
+        if t.ndim >= 1 and t.shape[0] == 0:
+            raise ValueError(f"batches gave an empty batch at step 0 (a tensor of shape {tuple(t.shape)}); "
+                             "every batch needs at least one example")
+
+
+class _Snapshot:
+    """Device-side copies of a model's (and its EMA's) parameters and buffers: taken at each finite check
+    with one ``_foreach_copy_`` (no host sync), restored when a later loss turns out not to be finite."""
+
+    def __init__(self, model: nn.Module, ema: EMA | None) -> None:
+        self.live = self._state(model) + (self._state(ema.module) if ema is not None else [])
+        self.saved = [t.detach().clone() for t in self.live]
+        self.ema, self.ema_updates = ema, ema.num_updates if ema is not None else 0
+
+    @staticmethod
+    def _state(module: nn.Module) -> list[Tensor]:
+        return [t for t in list(module.parameters()) + list(module.buffers())]
+
+    @torch.no_grad()
+    def take(self) -> None:
+        torch._foreach_copy_(self.saved, self.live)
+        if self.ema is not None:
+            self.ema_updates = self.ema.num_updates
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        torch._foreach_copy_(self.live, self.saved)
+        if self.ema is not None:
+            self.ema.num_updates = self.ema_updates
+
+
 def _check_positive(value: Any, name: str, *, integer: bool = False) -> None:
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or not (value > 0 and math.isfinite(value)):
@@ -167,6 +234,7 @@ def train(
     weight_decay: float = 0.0,
     ema_decay: float | None = 0.999,
     grad_clip: float | None = 1.0,
+    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
     seed: int = 0,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
@@ -177,6 +245,19 @@ def train(
     callback: Callable[[int, Tensor], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``steps`` AdamW steps on ``loss_fn(model, batch, generator).mean()``.
+
+    Each step: draw a batch, ``loss = loss_fn(model, batch, generator).mean()`` (under bf16 autocast on
+    CUDA), backpropagate, clip the global gradient norm to ``grad_clip``, take the optimiser step, update
+    the EMA.
+
+    **Non-finite losses.** The loop never waits for the device inside a step: each step writes its loss and
+    a "loss or gradient norm is NaN/inf" flag into device tensors. Every ``log_every`` steps (and after the
+    last) it reads the flags back in one transfer. If any is set, it copies back the weights (model and
+    EMA) saved at the previous check, when every loss so far was finite, and raises
+    :class:`NonFiniteLossError` naming the first bad step. Otherwise it saves the current weights on the
+    device (one ``_foreach_copy_``; it costs one extra copy of the weights in memory). So a NaN is caught at
+    most ``log_every`` steps late, and the model comes back with the weights of at most ``log_every`` steps
+    before the bad step; ``log_every=1`` gives the weights just before it, at one sync per step.
 
     Args:
         model: the network; moved to ``device`` in place and trained in place (its initial weights, like
@@ -191,7 +272,11 @@ def train(
         lr: AdamW's learning rate.
         weight_decay: AdamW's decoupled weight decay, ``>= 0``.
         ema_decay: the EMA decay in ``[0, 1)``, or ``None`` for no EMA.
-        grad_clip: clip the global gradient norm to this value, or ``None`` not to clip.
+        grad_clip: clip the global gradient norm to this value before the optimiser step, or ``None`` not
+            to clip.
+        optimizer: ``optimizer(params) -> torch.optim.Optimizer`` builds the optimiser from the trainable
+            parameters instead of AdamW (``lr`` and ``weight_decay`` are then not used), e.g.
+            ``lambda p: torch.optim.SGD(p, lr=0.1)``.
         seed: seeds the generator handed to ``loss_fn``, as ``seed + rank`` so that the ranks draw
             different noise.
         generator: use this generator (on ``device``) instead of one made from ``seed``.
@@ -200,7 +285,8 @@ def train(
         amp: bf16 autocast for the forward pass (``loss_fn``); by default on CUDA only.
         compile: ``torch.compile`` the network (not the loop). The first steps are slow while it compiles.
         progress: show a tqdm bar (rank 0 only) with the mean loss of the last ``log_every`` steps.
-        log_every: update the bar every this many steps: the loop's only host-device synchronisation.
+        log_every: every this many steps (and after the last) read the losses back once, to check they are
+            finite and to update the bar: the loop's only host-device synchronisation.
         callback: ``callback(step, loss)`` after each step, ``loss`` a 0-dim tensor on the device
             (calling ``.item()`` on it waits for the GPU).
 
@@ -208,11 +294,16 @@ def train(
         A :class:`TrainResult` with the trained network, its EMA copy and the loss history.
 
     Raises:
-        TypeError: if ``model`` is not an ``nn.Module``, ``loss_fn`` or ``callback`` is not callable, or
-            ``batches`` is neither callable nor iterable.
+        TypeError: if ``model`` is not an ``nn.Module``, ``loss_fn``, ``callback`` or ``optimizer`` is not
+            callable, ``batches`` is neither callable nor iterable, the losses are not floating point, or
+            ``loss_fn`` fails on a first batch holding integer tensors (image data must be floating point).
         ValueError: for a non-positive ``steps``, ``lr``, ``log_every`` or ``grad_clip``, a negative
-            ``weight_decay``, ``ema_decay`` outside ``[0, 1)``, a model with no trainable parameters, or a
-            loss that is not of shape ``(n,)``.
+            ``weight_decay``, ``ema_decay`` outside ``[0, 1)``, a device that is not available, a model with
+            no trainable parameters, an empty batch, or a loss that is not of shape ``(n,)`` with ``n >= 1``.
+        NonFiniteLossError: (a ``FloatingPointError``) at the first NaN or infinite loss or gradient norm;
+            the model and EMA hold the weights of the last check (see above).
+
+    Reference: Loshchilov & Hutter (2019), Alg. 2 (AdamW); Pascanu et al. (2013), §3.2, Alg. 1 (clipping).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -223,23 +314,32 @@ def train(
     _check_positive(steps, "steps", integer=True)
     _check_positive(lr, "lr")
     _check_positive(log_every, "log_every", integer=True)
-    if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be a non-negative number, got {weight_decay!r}")
+    if (isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float)) or not weight_decay >= 0
+            or not math.isfinite(weight_decay)):
+        raise ValueError(f"weight_decay must be a finite non-negative number, got {weight_decay!r}")
     if ema_decay is not None and (
         isinstance(ema_decay, bool) or not isinstance(ema_decay, (int, float)) or not 0.0 <= ema_decay < 1.0
     ):
         raise ValueError(f"ema_decay must be a number in [0, 1) or None, got {ema_decay!r}")
     if grad_clip is not None:
         _check_positive(grad_clip, "grad_clip")
+    if optimizer is not None and not callable(optimizer):
+        raise TypeError(f"optimizer must be callable as optimizer(params) or None, got {type(optimizer).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    for name, flag in (("compile", compile), ("progress", progress)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+    if amp is not None and not isinstance(amp, bool):
+        raise TypeError(f"amp must be a bool or None, got {type(amp).__name__}")
     next_batch = _batch_source(batches)
 
     rank, world_size = rank_and_world_size()
     model = unwrap_model(model)
     if device is None and world_size > 1:  # init_distributed chose this process's GPU
         device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
-    device = torch.device(device) if device is not None else pick_device()
+    # a clear error (not torch's AssertionError) for e.g. device="cuda" on a machine without CUDA
+    device = check_device(device, "device") if device is not None else pick_device()
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     model.to(device)
@@ -263,33 +363,79 @@ def train(
     ema = EMA(model, ema_decay) if ema_decay is not None else None  # after DDP, so every rank starts alike
     if compile:
         net = torch.compile(net)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda" or None)
+    if optimizer is None:
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda" or None)
+    else:
+        opt = optimizer(params)
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"optimizer(params) must return a torch.optim.Optimizer, got {type(opt).__name__}")
 
     losses = torch.zeros(steps, device=device)
+    not_finite = torch.zeros(steps, dtype=torch.bool, device=device)  # per step: loss or grad norm NaN/inf
+    snapshot = _Snapshot(model, ema)  # the weights at the last check where every loss was finite
     bar = tqdm(total=steps, disable=not progress or rank != 0, dynamic_ncols=True)
-    shown = 0
+    checked = 0  # steps [0, checked) are known to be finite
     for step in range(steps):
         batch = _to_device(next_batch(step), device)
-        with autocast(device, amp):
-            per_sample = loss_fn(net, batch, generator)
+        if step == 0:
+            _check_first_batch(batch)
+        try:
+            with autocast(device, amp):
+                per_sample = loss_fn(net, batch, generator)
+        except RuntimeError as err:
+            dtypes = sorted({str(t.dtype) for t in _tensors(batch) if not t.is_floating_point()})
+            if step == 0 and dtypes:
+                raise TypeError(f"loss_fn failed on the first batch, which holds tensors of dtype {', '.join(dtypes)}: "
+                                f"{err}. Data fed to a network must be floating point (convert with .float()); "
+                                "integer tensors are fine only where loss_fn expects them (labels, tokens)") from err
+            raise
         if not isinstance(per_sample, Tensor) or per_sample.ndim != 1:  # shapes are host metadata: no sync
             got = tuple(per_sample.shape) if isinstance(per_sample, Tensor) else type(per_sample).__name__
             raise ValueError(f"loss_fn must return per-sample losses of shape (n,), got {got}")
+        if per_sample.shape[0] == 0:
+            raise ValueError(f"loss_fn returned no losses (shape (0,)) at step {step}: was the batch empty?")
+        if not per_sample.is_floating_point():
+            raise TypeError(f"loss_fn must return floating-point losses, got dtype {per_sample.dtype} at step {step}")
         loss = per_sample.float().mean()
-        optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(params, grad_clip)  # returns the norm as a tensor: no sync
-        optimizer.step()
+        bad = ~torch.isfinite(loss.detach())
+        if grad_clip is not None:  # clip *before* the step, so that the step uses the clipped gradient
+            norm = nn.utils.clip_grad_norm_(params, grad_clip)  # the norm stays a device tensor: no sync
+            bad = bad | ~torch.isfinite(norm)
+        opt.step()
         if ema is not None:
             ema.update(model)
         losses[step] = loss.detach()
+        not_finite[step] = bad
         if callback is not None:
             callback(step, loss.detach())
-        if not bar.disable and (step + 1 - shown >= log_every or step + 1 == steps):
-            bar.set_postfix(loss=f"{losses[shown : step + 1].mean().item():.4g}", refresh=False)
-            bar.update(step + 1 - shown)
-            shown = step + 1
+        if step + 1 - checked >= log_every or step + 1 == steps:
+            any_bad = not_finite[checked : step + 1].any().float()
+            if world_size > 1:  # every rank must stop together, or the others wait forever in all-reduce
+                dist.all_reduce(any_bad, op=dist.ReduceOp.MAX)
+            mean, any_bad = torch.stack([losses[checked : step + 1].mean(), any_bad]).tolist()  # the one sync
+            if any_bad:
+                local = not_finite[checked : step + 1].nonzero()
+                first = checked + int(local[0, 0]) if len(local) else step
+                where = f"(loss {losses[first].item()!r})" if len(local) else "on another rank"
+                snapshot.restore()
+                bar.close()
+                model.train(was_training)
+                raise NonFiniteLossError(
+                    f"train stopped: the loss (or its gradient norm) at step {first} is not finite "
+                    f"{where}; the model and EMA were restored to their weights after "
+                    f"{checked} steps (the last check, every log_every={log_every} steps, where all losses were "
+                    "finite)",
+                    step=first, restored_step=checked, losses=losses[:first].cpu(),
+                    ema=ema.module if ema is not None else None,
+                )
+            if step + 1 < steps:
+                snapshot.take()
+            if not bar.disable:
+                bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
+                bar.update(step + 1 - checked)
+            checked = step + 1
     bar.close()
     model.train(was_training)
     return TrainResult(model=model, ema=ema.module if ema is not None else None, losses=losses.cpu())

@@ -39,7 +39,7 @@ def random_mlp(seed=0, std=0.3):
 # ------------------------------------------------------------------------------------------------ theorems
 
 
-def test_thm_marginal_velocity_solves_the_continuity_equation():
+def test_thm_marginal_velocity_solves_the_continuity_equation(at_random_points):
     """Theorem 'the marginal velocity transports the path': SymPy, Gaussian data, an arbitrary path α(t), σ(t)."""
     t, x, m = sp.symbols("t x m", real=True)
     s = sp.symbols("s", positive=True)
@@ -48,7 +48,14 @@ def test_thm_marginal_velocity_solves_the_continuity_equation():
     p = sp.exp(-((x - al * m) ** 2) / (2 * v)) / sp.sqrt(2 * sp.pi * v)
     u = sp.diff(al, t) * (m + al * s**2 * (x - al * m) / v) + sp.diff(sg, t) * sg * (x - al * m) / v
     assert symbolic.continuity_residual(p, [u], t, [x]) == 0
-    assert sp.simplify(symbolic.continuity_residual(p, [sp.diff(al, t) / al * x], t, [x])) != 0  # control
+    # control: the naive velocity (α̇/α) x leaves a residual of O(0.1) relative to p at random points for a
+    # concrete path, where the true velocity's residual vanishes (`!= 0` after simplify could not fail)
+    path = {"alpha": lambda tt: 1 / (1 + tt**2), "sigma": lambda tt: sp.Rational(1, 3) + tt}
+    ranges = {t: (0.1, 0.9), x: (-1.5, 1.5), m: (-1.0, 1.0), s: (0.3, 1.0)}
+    wrong = symbolic.continuity_residual(p, [sp.diff(al, t) / al * x], t, [x])
+    assert max(at_random_points(wrong, ranges, functions=path, scale=p)) > 1e-2
+    right = sp.diff(p, t) + sp.diff(p * u, x)  # the theorem itself, unsimplified
+    assert max(at_random_points(right, ranges, functions=path, scale=p)) < 1e-20
 
 
 def test_thm_marginal_velocity_numeric_continuity_on_a_mixture():
@@ -216,9 +223,15 @@ def test_misconception_flow_matching_is_a_different_model():
     model = param.Preconditioned(ExactVelocity(), param.VelocityPrecond(PATH))
     gen = torch.Generator().manual_seed(6)
     grid = schedules.karras_sigmas(200, 0.002, 80.0).to(f64)
-    out = samplers.sample_euler_maruyama(model, 80.0 * torch.randn(1500, 2, generator=gen, dtype=f64), grid, generator=gen)
+    x_start = 80.0 * torch.randn(1500, 2, generator=gen, dtype=f64)
+    out = samplers.sample_euler_maruyama(model, x_start, grid, generator=torch.Generator().manual_seed(7))
     ref = GMM.sample(1500, generator=gen)[0]
     assert float(mmd2(out, ref, bandwidth=BANDWIDTHS)) < 0.01
+    # common random numbers: the same sampler, start and noise driven by the exact mixture denoiser (toy's
+    # posterior mean, independent of flow_matching) gives the same points. MMD² alone let a denoiser 10 % off
+    # pass (0.0027 < 0.01); pointwise, 1 % off moves them by 0.8, while the exact velocity model agrees to 8e-15.
+    same = samplers.sample_euler_maruyama(GMM.denoiser, x_start, grid, generator=torch.Generator().manual_seed(7))
+    assert float((out - same).abs().max()) < 1e-9
 
 
 def test_misconception_flow_matching_loss_goes_to_zero():
@@ -456,10 +469,8 @@ def _not_implemented(*args):
 @pytest.mark.parametrize("check,answer", RIGHT, ids=lambda v: getattr(v, "__name__", "answer"))
 @pytest.mark.parametrize("bad", [None, ..., "not an answer", [1, 2], _raises, _not_implemented, lambda *a: "oops",
                                  lambda *a: torch.zeros(7)])
-def test_checkers_never_raise_on_malformed_answers(check, answer, bad):
-    verdict = check(*([bad] * len(answer)))
-    assert isinstance(verdict, Verdict) and not verdict.passed
-    assert verdict.message and "Traceback" not in verdict.message
+def test_checkers_never_raise_on_malformed_answers(check, answer, bad, malformed_verdict):
+    malformed_verdict(check(*([bad] * len(answer))), bad)
 
 
 # ------------------------------------------------------------------------- classifier guidance on digits
@@ -505,7 +516,7 @@ def test_noisy_classifier_shapes_and_bad_input():
         clf(torch.randn(5, 3, 8, 8), 0.5)
     with pytest.raises(TypeError, match="x must be"):
         clf(torch.zeros(5, 1, 8, 8, dtype=torch.long), 0.5)
-    with pytest.raises(ValueError, match="sigma must be > 0"):
+    with pytest.raises(ValueError, match="sigma must be finite and > 0"):
         clf(x, 0.0)
     with pytest.raises(ValueError, match="channels"):
         NoisyClassifier(1, channels=0)

@@ -104,5 +104,29 @@ def test_mse_shape_check_and_flow_matching_target():
 def test_lognormal_sigmas_have_the_stated_log_moments():
     s = losses.lognormal_sigmas(200_000, p_mean=-1.2, p_std=1.2, generator=torch.Generator().manual_seed(0), dtype=f64)
     assert abs(float(s.log().mean()) + 1.2) < 0.01 and abs(float(s.log().std()) - 1.2) < 0.01
-    with pytest.raises(ValueError, match="p_std must be > 0"):
+    with pytest.raises(ValueError, match="p_std must be finite and > 0"):
         losses.lognormal_sigmas(3, p_std=0.0)
+
+
+@pytest.mark.parametrize("sigma,sigma_data,expected", [(0.5, 0.5, 8.0), (1.0, 0.5, 5.0), (2.0, 0.5, 4.25), (0.1, 0.5, 104.0), (0.2, 1.0, 26.0)])
+def test_edm_weight_pinned_at_literal_sigmas(sigma, sigma_data, expected):
+    """Catches λ(σ) = (σ² + σ_d²)/(σ σ_d) (a missing square) and a swapped σ/σ_d: the values are EDM's
+    λ(σ) = (σ² + σ_d²)/(σ σ_d)² (Karras et al. 2022, Table 1) worked by hand."""
+    got = losses.edm_weight(torch.tensor([sigma], dtype=f64), sigma_data=sigma_data)
+    assert got.shape == (1,) and math.isclose(float(got[0]), expected, rel_tol=1e-12)
+
+
+def test_edm_weight_makes_the_effective_target_weight_one():
+    """λ(σ) c_out(σ)² = 1: EDM chose λ so that the loss on F's unit-variance target has unit weight."""
+    sigma = torch.tensor([0.002, 0.3, 1.0, 7.0, 80.0], dtype=f64)
+    _, c_out, _, _ = param.EDMPrecond(0.5).coefficients(sigma)
+    assert torch.allclose(losses.edm_weight(sigma, 0.5) * c_out**2, torch.ones_like(sigma), rtol=1e-12)
+
+
+def test_v_mse_target_is_alpha_eps_minus_sigma_x0_at_literal_numbers():
+    """Catches the flipped convention v = σ x₀ - α ε: at x₀ = 2, ε = 3, (α, σ) = (0.6, 0.8) the target is
+    0.6·3 - 0.8·2 = 0.2, so predicting 0.2 costs 0 and predicting -0.2 costs 0.16."""
+    x0, eps = torch.full((1, 1), 2.0, dtype=f64), torch.full((1, 1), 3.0, dtype=f64)
+    assert float(losses.v_mse(torch.full((1, 1), 0.2, dtype=f64), x0, eps, 0.6, 0.8)) < 1e-24
+    assert math.isclose(float(losses.v_mse(torch.full((1, 1), -0.2, dtype=f64), x0, eps, 0.6, 0.8)), 0.16, rel_tol=1e-12)
+    assert math.isclose(float(losses.v_mse(torch.zeros(1, 1, dtype=f64), x0, eps, 1.0, 2.0)), 1.0, rel_tol=1e-12)  # v = 3 - 4

@@ -1,7 +1,9 @@
 """Metrics: MMD, sliced Wasserstein, PSNR/SSIM, the classifier Fréchet distance and bits/dim, checked against
 closed forms, independent reference implementations and their defining properties."""
 
+import importlib
 import math
+import os
 
 import numpy as np
 import pytest
@@ -240,8 +242,34 @@ def test_ssim_of_constant_images_is_the_luminance_term():
     assert image.ssim(x, y, data_range=L).item() == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), abs=1e-12)
 
 
-def test_ssim_matches_scikit_image_when_installed(noisy_images):
-    metrics = pytest.importorskip("skimage.metrics")
+def require_peer(module: str):
+    """Import a test-only peer. Missing, it skips on a reader's machine but *fails* in CI (``CI=true``) or when
+    ``DIFFBOOK_REQUIRE_PEERS=1``: a cross-check must never skip silently where it is meant to run."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        required = os.environ.get("DIFFBOOK_REQUIRE_PEERS") == "1" or os.environ.get("CI", "").lower() == "true"
+        if required:
+            pytest.fail(f"{module} is required here (CI or DIFFBOOK_REQUIRE_PEERS=1) but cannot be imported: {err}")
+        pytest.skip(f"{module} is not installed (pip install -r requirements.txt)")
+
+
+def test_require_peer_fails_in_ci_and_skips_elsewhere(monkeypatch):
+    monkeypatch.delenv("DIFFBOOK_REQUIRE_PEERS", raising=False)
+    for env, outcome in [({"CI": "true"}, pytest.fail.Exception), ({"DIFFBOOK_REQUIRE_PEERS": "1"}, pytest.fail.Exception),
+                         ({"CI": "false"}, pytest.skip.Exception)]:
+        monkeypatch.delenv("CI", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        with pytest.raises(outcome):
+            require_peer("diffbook_no_such_peer")
+        monkeypatch.delenv("DIFFBOOK_REQUIRE_PEERS", raising=False)
+    assert require_peer("math") is math
+
+
+def test_ssim_matches_scikit_image(noisy_images):
+    """Cross-check against scikit-image's structural_similarity (a test dependency in requirements.txt)."""
+    metrics = require_peer("skimage.metrics")
     clean, noisy = noisy_images
     s = image.ssim(noisy, clean, data_range=2.0)
     for i in range(noisy.shape[0]):

@@ -116,6 +116,29 @@ def test_axial_rope_scores_depend_only_on_relative_offset_2d():
     assert torch.equal(scaled, torch.tensor([[1.0, 0.5], [1.0, 1.0], [1.5, 0.5], [1.5, 1.0]]))
 
 
+def test_rope_frequencies_are_base_to_the_minus_2i_over_d():
+    """Catches θ_i = base^(-i/D) (the exponent without its factor 2): the frequencies are pinned to literals."""
+    torch.testing.assert_close(rope.rope_frequencies(8), torch.tensor([1.0, 0.1, 0.01, 0.001]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(rope.rope_frequencies(4, base=100.0), torch.tensor([1.0, 0.1]), rtol=1e-6, atol=0)
+    torch.testing.assert_close(rope.rope_frequencies(2, base=3.0), torch.tensor([1.0]), rtol=0, atol=0)
+
+
+def test_rope_rotates_one_pair_as_by_hand():
+    """x = (x0, x1, x2, x3) at position m = 2 with base 100: pair (x0, x2) turns by 2·1 rad, pair (x1, x3) by 2·0.1."""
+    x = torch.tensor([[1.0, 2.0, -0.5, 3.0]])
+    out = rope.apply_rope(x, torch.tensor([2.0]), base=100.0)
+    c1, s1, c2, s2 = math.cos(2.0), math.sin(2.0), math.cos(0.2), math.sin(0.2)
+    expected = torch.tensor([[1.0 * c1 - (-0.5) * s1, 2.0 * c2 - 3.0 * s2, 1.0 * s1 + (-0.5) * c1, 2.0 * s2 + 3.0 * c2]])
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    # axial: with A = 2 axes and D = 8, angles 0..1 follow the row and 2..3 the column, each with D/A = 4 features
+    x8 = torch.arange(1.0, 9.0)[None]
+    out8 = rope.apply_axial_rope(x8, torch.tensor([[1.0, 0.0]]), base=100.0)  # row 1, column 0
+    a0, a1 = 1.0, 0.1  # row angles 1·θ_0, 1·θ_1 for dim 4
+    exp8 = torch.tensor([[1 * math.cos(a0) - 5 * math.sin(a0), 2 * math.cos(a1) - 6 * math.sin(a1), 3.0, 4.0,
+                          1 * math.sin(a0) + 5 * math.cos(a0), 2 * math.sin(a1) + 6 * math.cos(a1), 7.0, 8.0]])
+    torch.testing.assert_close(out8, exp8, rtol=0, atol=1e-6)
+
+
 # --- attention and the KV cache ---------------------------------------------------------------------------
 
 
@@ -183,6 +206,54 @@ def test_dit_adaln_zero_blocks_are_identity_and_output_is_zero_at_init():
             p.normal_()
         tokens, c = torch.randn(2, 16, 64), torch.randn(2, 64)
         assert torch.equal(block(tokens, c, rope.axial_rope_angles(rope.grid_positions(4, 4), 16)), tokens)
+
+
+def test_dit_patchify_layout_and_unpatchify_round_trip_is_exact():
+    """Catches an unpatchify with two axes swapped: it must invert patchify exactly, and patchify's layout is
+    pinned by hand-written loops (token i·w + j, feature (r·p + s)·C + c)."""
+    torch.manual_seed(7)
+    p, C, H, W = 2, 3, 4, 6
+    x = torch.randn(2, C, H, W)
+    tokens = nets.dit.patchify(x, p)
+    assert tokens.shape == (2, (H // p) * (W // p), p * p * C)
+    expected = torch.empty_like(tokens)
+    for i in range(H // p):
+        for j in range(W // p):
+            for r in range(p):
+                for s in range(p):
+                    for c in range(C):
+                        expected[:, i * (W // p) + j, (r * p + s) * C + c] = x[:, c, i * p + r, j * p + s]
+    assert torch.equal(tokens, expected)
+    assert torch.equal(nets.dit.unpatchify(tokens, p, H, W), x)
+    t = torch.randn(2, 6, 4 * C)
+    assert torch.equal(nets.dit.patchify(nets.dit.unpatchify(t, p, H, W), p), t)
+    # the patch embedding (a stride-p convolution) is a linear map of patchify's tokens, in the same layout
+    net = small_dit()
+    x1 = torch.randn(2, 1, 8, 8)
+    conv = net.patch(x1).flatten(2).transpose(1, 2)
+    weight = net.patch.weight.permute(0, 2, 3, 1).reshape(net.hidden, -1)  # (hidden, (r, s, C))
+    torch.testing.assert_close(conv, nets.dit.patchify(x1, 2) @ weight.T + net.patch.bias, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (8, 12)])
+def test_dit_output_patch_depends_only_on_the_input_patch_at_the_same_place(shape):
+    """Catches a transposed unpatchify (rows and columns of the patch grid swapped). At initialisation every
+    adaLN-Zero block is the identity, so with a random final layer the output patch at (i, j) is a function of
+    the input patch at (i, j) alone: a perturbed pixel changes exactly its own output patch."""
+    torch.manual_seed(8)
+    net = small_dit(num_classes=3)
+    with torch.no_grad():
+        net.final.linear.weight.normal_(std=0.3)
+    x = torch.randn(2, 1, *shape)
+    row, col = 1, 6  # patch (0, 3): off the diagonal, so a transposition moves it
+    bumped = x.clone()
+    bumped[:, 0, row, col] += 1.0
+    with torch.no_grad():
+        diff = (net(bumped, 0.3, torch.tensor([0, 2])) - net(x, 0.3, torch.tensor([0, 2]))).abs()
+    inside = torch.zeros(shape, dtype=torch.bool)
+    inside[0:2, 6:8] = True
+    assert diff[:, 0][:, inside].min() > 1e-4  # every pixel of the patch changes
+    assert diff[:, 0][:, ~inside].max() == 0.0  # nothing else does
 
 
 def test_dit_presets_and_learn_sigma():

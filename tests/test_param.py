@@ -107,3 +107,47 @@ def test_preconditioned_rejects_wrong_sigma_shape():
     den = param.Preconditioned(Oracle(S.VPLinear(), "eps"), param.EpsPrecond(S.VPLinear()))
     with pytest.raises(ValueError, match=r"sigma must be a scalar or have shape \(64,\)"):
         den(X0, torch.ones(3, dtype=f64))
+
+
+@pytest.mark.parametrize("phi", [0.1, 0.4, 0.785, 1.2, 1.5])
+def test_v_is_the_angular_velocity_of_salimans_and_ho(phi):
+    """Salimans & Ho (2022, §4) define v = dz/dφ for z = cos φ x₀ + sin φ ε. A finite difference of that
+    path, independent of param's formulas, catches a consistent sign flip of the v convention that every
+    round trip would miss."""
+    h = 1e-6
+    z = lambda p: torch.cos(torch.tensor(p, dtype=f64)) * X0 + torch.sin(torch.tensor(p, dtype=f64)) * EPS  # noqa: E731
+    dz = (z(phi + h) - z(phi - h)) / (2 * h)
+    a, s = torch.cos(torch.tensor(phi, dtype=f64)), torch.sin(torch.tensor(phi, dtype=f64))
+    assert torch.allclose(param.v_from_x0_eps(X0, EPS, a, s), dz, atol=1e-8)
+    # and the inverses recover x₀, ε from (z, dz/dφ) of the definition, not from param's own v
+    assert torch.allclose(param.x0_from_v(z(phi), dz, a, s), X0, atol=1e-8)
+    assert torch.allclose(param.eps_from_v(z(phi), dz, a, s), EPS, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    "x0,eps,alpha,sigma,v",
+    [(2.0, 3.0, 0.6, 0.8, 0.2), (2.0, 3.0, 0.8, 0.6, 1.2), (-1.0, 0.5, 1.0, 2.0, 2.5), (1.0, 1.0, 0.0, 1.0, -1.0)],
+)
+def test_v_conversions_at_literal_numbers(x0, eps, alpha, sigma, v):
+    """v = α ε - σ x₀, x₀ = (α x - σ v)/(α² + σ²), ε = (σ x + α v)/(α² + σ²), worked by hand (VP and non-VP)."""
+    t = lambda c: torch.tensor([[c]], dtype=f64)  # noqa: E731
+    x = alpha * x0 + sigma * eps
+    assert abs(float(param.v_from_x0_eps(t(x0), t(eps), alpha, sigma)) - v) < 1e-12
+    assert abs(float(param.x0_from_v(t(x), t(v), alpha, sigma)) - x0) < 1e-12
+    assert abs(float(param.eps_from_v(t(x), t(v), alpha, sigma)) - eps) < 1e-12
+
+
+def test_v_adapter_at_literal_numbers():
+    """VPrecond on the linear path at σ̄ = 1 (t = ½, α = σ = ½): x₀ = 2, ε = 3 give x = 2.5, x̄ = 5 and
+    v = ½·3 - ½·2 = 0.5. A net that answers 0.5 must give D(x̄) = 2; with the flipped convention it gives 3."""
+    seen = {}
+
+    class Net(torch.nn.Module):
+        def forward(self, x_in, c_noise):
+            seen["x_in"], seen["t"] = x_in.clone(), c_noise.clone()
+            return torch.full_like(x_in, 0.5)
+
+    den = param.Preconditioned(Net(), param.VPrecond(S.FlowLinear()))
+    out = den(torch.full((1, 1), 5.0, dtype=f64), torch.tensor(1.0, dtype=f64))
+    assert abs(float(out) - 2.0) < 1e-12
+    assert abs(float(seen["x_in"]) - 2.5) < 1e-12 and abs(float(seen["t"]) - 0.5) < 1e-12

@@ -119,3 +119,20 @@ def test_bad_input():
         S.alphas_cumprod(torch.tensor([0.5, 1.5]))
     with pytest.raises(ValueError, match="t_min < t_max"):
         S.schedule_sigmas(S.VPLinear(), 10, t_max=0.5, t_min=0.6)
+
+
+def test_ddpm_sigmas_pinned_at_first_and_last_time_step():
+    """Catches a grid that drops t = 0 (or t = T - 1) but keeps its length: the smallest nonzero σ̄ is
+    sqrt(β₁/(1 - β₁)) and the largest is sqrt((1 - ᾱ_T)/ᾱ_T), ᾱ_T computed here as a plain Python product."""
+    betas = S.linear_betas()
+    sig = S.ddpm_sigmas(betas)
+    b = [1e-4 + i * (0.02 - 1e-4) / 999 for i in range(1000)]
+    abar_T = math.prod(1 - x for x in b)
+    assert math.isclose(float(sig[-2]), math.sqrt(1e-4 / (1 - 1e-4)), rel_tol=1e-12)  # = 0.0100005...
+    assert math.isclose(float(sig[-2]), 0.010000500037503, rel_tol=1e-12)
+    assert math.isclose(float(sig[0]), math.sqrt((1 - abar_T) / abar_T), rel_tol=1e-10)
+    assert 156.0 < float(sig[0]) < 158.0  # ᾱ_T ≈ 4.04e-5
+    assert float(sig[-1]) == 0.0
+    sub = S.ddpm_sigmas(betas, torch.tensor([999, 499, 0]))
+    abar_500 = math.prod(1 - x for x in b[:500])
+    assert torch.allclose(sub, torch.tensor([sig[0], math.sqrt((1 - abar_500) / abar_500), sig[-2], 0.0], dtype=f64), rtol=1e-10)

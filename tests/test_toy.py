@@ -59,7 +59,36 @@ def test_bad_input():
         GaussianMixture(GMM.weights, GMM.means, COVS[:, :1])
     with pytest.raises(ValueError, match=r"x must have shape \(n, 2\)"):
         GMM.log_prob(torch.zeros(3, 3, dtype=f64))
-    with pytest.raises(ValueError, match="per-sample noise level must have shape"):
+    with pytest.raises(ValueError, match=r"sigma must be a scalar or have shape \(3,\)"):
         GMM.score(torch.zeros(3, 2, dtype=f64), 1.0, torch.ones(5, dtype=f64))
     with pytest.raises(ValueError, match="n must be a positive int"):
         GMM.sample(0)
+
+
+def _independent_noised(alpha, sigma):
+    """The noised mixture built from torch.distributions, independent of toy's Cholesky code."""
+    comps = torch.distributions.MultivariateNormal(alpha * GMM.means, alpha**2 * COVS + sigma**2 * torch.eye(2, dtype=f64))
+    return torch.distributions.MixtureSameFamily(torch.distributions.Categorical(probs=GMM.weights), comps)
+
+
+@pytest.mark.parametrize("alpha,sigma", [(1.0, 0.0), (0.6, 0.8), (0.3, 0.2)])
+def test_log_prob_matches_torch_distributions(alpha, sigma):
+    """Catches a wrong noised covariance (α Σ for α² Σ, a dropped σ² I) or a wrong normalising constant, which
+    the normalisation and moment tests can miss at a single (α, σ)."""
+    x = torch.randn(50, 2, dtype=f64, generator=torch.Generator().manual_seed(3)) * 1.5
+    assert torch.allclose(GMM.log_prob(x, alpha, sigma), _independent_noised(alpha, sigma).log_prob(x), atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha,sigma", [(1.0, 0.3), (0.6, 0.8), (0.9, 2.0)])
+def test_posterior_mean_matches_an_independent_conditioning(alpha, sigma):
+    """E[x₀|x] = Σ_k P(k|x)(μ_k + α Σ_k C_k⁻¹(x - α μ_k)), written here with torch.distributions and
+    torch.linalg.solve. Catches a wrong gain (e.g. a missing α, or σ for σ²) at 1e-10."""
+    x = torch.randn(40, 2, dtype=f64, generator=torch.Generator().manual_seed(4))
+    eye = torch.eye(2, dtype=f64)
+    logp, conds = [], []
+    for w, mu, cov in zip(GMM.weights, GMM.means, COVS):
+        c = alpha**2 * cov + sigma**2 * eye
+        logp.append(torch.log(w) + torch.distributions.MultivariateNormal(alpha * mu, c).log_prob(x))
+        conds.append(mu + alpha * torch.linalg.solve(c, (x - alpha * mu).T).T @ cov.T)
+    r = torch.softmax(torch.stack(logp, 1), 1)[..., None]
+    assert torch.allclose(GMM.posterior_mean(x, alpha, sigma), (r * torch.stack(conds, 1)).sum(1), atol=1e-10)

@@ -124,21 +124,164 @@ def test_batches_may_be_an_iterable_restarted_each_epoch():
         run(batches=iter(loader), steps=7)
 
 
-def test_the_progress_bar_is_the_only_host_sync(monkeypatch):
+def test_grad_clipping_is_applied_before_the_optimizer_step():
+    """Catches clipping moved after ``optimizer.step()``: with SGD at lr = 1 the applied update *is* the
+    gradient, so after one step the parameters moved by exactly the clipped norm c (the raw norm is ~100 c)."""
+    x, y = regression_data()
+    for clip in (0.5, 2.0):
+        model = mlp()
+        before = [p.detach().clone() for p in model.parameters()]
+        raw = []
+
+        def record(step, loss):
+            raw.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])))
+
+        run(model, batches=lambda step: (x, 50.0 * y), steps=1, grad_clip=clip, ema_decay=None,
+            optimizer=lambda params: torch.optim.SGD(params, lr=1.0), callback=record)
+        moved = torch.linalg.vector_norm(torch.stack([(p - b).norm() for p, b in zip(model.parameters(), before)]))
+        torch.testing.assert_close(moved, torch.tensor(clip), rtol=1e-5, atol=0)
+        torch.testing.assert_close(raw[0], torch.tensor(clip), rtol=1e-5, atol=0)  # the grads left behind, too
+    unclipped = mlp()
+    before = [p.detach().clone() for p in unclipped.parameters()]
+    run(unclipped, batches=lambda step: (x, 50.0 * y), steps=1, grad_clip=None, ema_decay=None,
+        optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
+    moved = torch.linalg.vector_norm(torch.stack([(p - b).norm() for p, b in zip(unclipped.parameters(), before)]))
+    assert moved > 50.0, moved  # the problem is scaled so that clipping really acts
+    with pytest.raises(TypeError, match="optimizer"):
+        run(optimizer=lambda params: "sgd")
+
+
+SYNCS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__", "numpy", "__format__")
+
+
+@pytest.fixture
+def count_syncs(monkeypatch):
+    """Counts calls, made from train.py's own code, of every Tensor method that reads a value back to the host:
+    ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()`` (an ``if tensor:``), ``.numpy()``, f-strings."""
     calls = []
-    item = torch.Tensor.item
 
-    def counting_item(self):
-        if sys._getframe(1).f_code.co_filename == T.__file__:  # the loop's own syncs, not the optimiser's
-            calls.append(1)
-        return item(self)
+    def counting(name, original):
+        def method(self, *args, **kwargs):
+            if sys._getframe(1).f_code.co_filename == T.__file__:  # the loop's own syncs, not torch's
+                calls.append(name)
+            return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.Tensor, "item", counting_item)
-    run(steps=30, progress=True, log_every=10)
-    assert len(calls) == 3
-    calls.clear()
-    run(steps=30, progress=False)
-    assert calls == []
+        return method
+
+    for name in SYNCS:
+        monkeypatch.setattr(torch.Tensor, name, counting(name, getattr(torch.Tensor, name)))
+    return calls
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_one_host_sync_per_log_every_steps_detects_float_bool_tolist_and_item(count_syncs, progress):
+    """Catches a ``float(loss)`` (or ``bool``, ``.item()``, ``.tolist()``) sync added to every step: the loop reads
+    back once per ``log_every`` steps (NaN check and progress bar together), never per step."""
+    run(steps=30, progress=progress, log_every=10)
+    assert len(count_syncs) == 3, count_syncs
+    count_syncs.clear()
+    run(steps=60, progress=progress, log_every=10)
+    assert len(count_syncs) == 6, count_syncs
+    count_syncs.clear()
+    run(steps=25, progress=progress, log_every=10)
+    assert len(count_syncs) == 3, count_syncs  # at steps 10, 20 and the last
+
+
+def test_the_sync_counter_sees_every_kind_of_sync(count_syncs):
+    """The counter itself: each way of reading a tensor back, written in train.py's module, is counted."""
+    t = torch.tensor(1.5)
+    code = "float(t); bool(t); int(t); t.item(); t.tolist(); f'{t:.3g}'; t.numpy(); [0, 1][torch.tensor(1)]"
+    exec(compile(code, T.__file__, "exec"), {"t": t, "torch": torch})
+    assert sorted(count_syncs) == sorted(["__float__", "__bool__", "__int__", "item", "tolist", "__format__",
+                                          "numpy", "__index__"]), count_syncs
+
+
+def nan_from(bad_step, x, y):
+    """Clean regression batches until ``bad_step``, then a batch with a NaN in it."""
+
+    def batches(step):
+        if step < bad_step:
+            return x, y
+        return torch.where(torch.arange(len(x))[:, None] == 0, torch.nan, x), y
+
+    return batches
+
+
+@pytest.mark.parametrize("bad_step, log_every", [(13, 5), (3, 5), (7, 1)])
+def test_train_stops_at_the_first_nan_loss_and_keeps_the_last_good_weights(bad_step, log_every):
+    """Catches training on through NaN batches and returning NaN weights: a FloatingPointError names the step,
+    and the model and EMA hold exactly the weights of a clean run to the last check before the NaN."""
+    x, y = regression_data()
+    model = mlp()
+    with pytest.raises(T.NonFiniteLossError, match=rf"at step {bad_step} is not finite") as info:
+        run(model, batches=nan_from(bad_step, x, y), steps=40, lr=1e-2, log_every=log_every, ema_decay=0.9)
+    err = info.value
+    assert isinstance(err, FloatingPointError)
+    good = (bad_step // log_every) * log_every  # the last check before the NaN
+    assert err.step == bad_step and err.restored_step == good and err.losses.shape == (bad_step,)
+    assert torch.isfinite(err.losses).all()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    if good:
+        clean = run(mlp(), batches=lambda step: (x, y), steps=good, lr=1e-2, log_every=log_every, ema_decay=0.9)
+        for p, q in zip(model.parameters(), clean.model.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+        for p, q in zip(err.ema.parameters(), clean.ema.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+        torch.testing.assert_close(err.losses[:good], clean.losses, rtol=0, atol=0)
+    else:  # a NaN before the first check: the initial weights come back, in the model and in the EMA
+        for p, q, e in zip(model.parameters(), mlp().parameters(), err.ema.parameters()):
+            torch.testing.assert_close(p, q, rtol=0, atol=0)
+            torch.testing.assert_close(e, q, rtol=0, atol=0)
+    assert model.training  # mlp() starts in training mode, and train restores it even when it raises
+
+
+def test_train_stops_on_an_infinite_gradient_norm_with_a_finite_loss():
+    """A finite loss whose gradient is infinite would poison the weights just as well."""
+    x, y = regression_data()
+
+    def loss_fn(model, batch, generator):
+        x, y = batch
+        out = model(x)
+        kink = (out[:, 0] - out[:, 0].detach()).abs().sqrt()  # = 0, but d sqrt(|z|)/dz at z = 0 is not finite
+        return (out - y).pow(2).mean(dim=1) + kink
+
+    model = mlp()
+    with pytest.raises(T.NonFiniteLossError, match="at step 0 is not finite") as info:
+        run(model, loss_fn=loss_fn, steps=4, log_every=2)
+    assert torch.isfinite(info.value.losses).all() and info.value.losses.shape == (0,)
+    for p, q in zip(model.parameters(), mlp().parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+def test_train_rejects_empty_batches_and_integer_data_with_a_clear_error():
+    """Catches zero-size batches (the mean of no losses is NaN) and integer images reaching the network."""
+    x, y = regression_data()
+    with pytest.raises(ValueError, match="empty batch at step 0"):
+        run(batches=lambda step: (x[:0], y[:0]))
+    with pytest.raises(ValueError, match=r"no losses \(shape \(0,\)\) at step 1"):
+        run(batches=lambda step: (x[: 8 * (step == 0)], y[: 8 * (step == 0)]), steps=3)
+    with pytest.raises(TypeError, match=r"dtype torch.int64.*floating point"):
+        run(batches=lambda step: (x.long(), y))
+    with pytest.raises(TypeError, match="floating-point losses"):
+        run(loss_fn=lambda m, b, g: (m(b[0]) - b[1]).pow(2).mean(dim=1).round().long())
+
+    def token_loss(model, batch, generator):  # integer tensors are fine where loss_fn expects them
+        tokens, y = batch
+        return (model(tokens.float()) - y).pow(2).mean(dim=1)
+
+    assert run(batches=lambda step: (x.round().long(), y), loss_fn=token_loss, steps=3).losses.shape == (3,)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_cuda_without_cuda_is_a_clear_value_error():
+    """Catches torch's bare ``AssertionError: Torch not compiled with CUDA enabled``."""
+    for device in ("cuda", torch.device("cuda"), "cuda:1"):
+        with pytest.raises(ValueError, match=r"device='cuda(:1)?' but CUDA is not available"):
+            run(device=device)
+    with pytest.raises(ValueError, match="device='gpu' is not a device string"):
+        run(device="gpu")
+    with pytest.raises(TypeError, match="device must be a device string"):
+        run(device=0.5)
 
 
 def test_train_restores_the_training_flag_and_returns_a_frozen_result():
@@ -301,8 +444,9 @@ class Payload:
 def test_loading_an_arbitrary_pickled_object_fails_under_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": FORMAT, "config": Payload(), "step": 0, "model": {}, "ema": None}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match="evil.pt' is not a valid diffbook checkpoint.*_mark_executed") as info:
         load_checkpoint(path, lambda c: build_net(NetConfig()))
+    assert "weights_only=False" not in str(info.value) and "weights_only` set to `False" not in str(info.value)
     assert EXECUTED == []
     torch.load(path, weights_only=False)  # the payload is real: a full unpickle runs it
     assert EXECUTED == [True]
@@ -319,13 +463,71 @@ def test_checkpoint_rejects_bad_configs_and_foreign_files(tmp_path):
     with pytest.raises(ValueError, match="step"):
         save_checkpoint(tmp_path / "a.pt", model, {}, step=-1)
     torch.save({"weights": model.state_dict()}, tmp_path / "foreign.pt")
-    with pytest.raises(ValueError, match="not a diffbook checkpoint"):
+    with pytest.raises(ValueError, match="foreign.pt' is not a valid diffbook checkpoint .no format tag"):
         load_checkpoint(tmp_path / "foreign.pt", lambda c: model)
     save_checkpoint(tmp_path / "b.pt", model, NetConfig())
     with pytest.raises(ValueError, match="do not fit"):
         load_checkpoint(tmp_path / "b.pt", lambda c: build_net(NetConfig(hidden=(4,))))
     with pytest.raises(TypeError, match="build"):
         load_checkpoint(tmp_path / "b.pt", "build_net")
+
+
+def _broken_files(tmp_path):
+    """(name, bytes) of files that are not checkpoints: each must give an error naming the file."""
+    model = build_net(NetConfig())
+    good = save_checkpoint(tmp_path / "good.pt", model, NetConfig()).read_bytes()
+    rng = torch.Generator().manual_seed(0)
+    noise = bytes(torch.randint(0, 256, (2000,), generator=rng, dtype=torch.uint8).tolist())
+    return [
+        ("empty.pt", b"", "the file is empty"),
+        ("truncated.pt", good[: len(good) // 2], "truncated"),
+        ("header_only.pt", good[:30], "truncated"),
+        ("random.pt", noise, "truncated, or another format"),
+        ("pickle_then_noise.pt", pickle.dumps({"a": 1}) + noise, "another format"),
+        ("text.pt", b"model weights go here\n", "another format"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(6))
+def test_broken_checkpoint_files_give_an_error_naming_the_path(tmp_path, index):
+    """Catches ``OSError: [Errno 22]``, a bare ``EOFError`` and torch's advice to retry with
+    ``weights_only=False`` for empty, truncated and random files."""
+    name, data, words = _broken_files(tmp_path)[index]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError) as info:
+        load_checkpoint(path, lambda c: build_net(NetConfig(**c)))
+    message = str(info.value)
+    assert f"{str(path)!r} is not a valid diffbook checkpoint" in message and words in message, message
+    assert "weights_only" not in message, message
+
+
+def test_checkpoint_with_wrong_entries_or_config_keys_names_the_path(tmp_path):
+    model = build_net(NetConfig())
+    state = model.state_dict()
+    cases = [
+        ({"format": FORMAT, "config": {}, "model": state}, r"lacks the entries \['ema', 'step'\]"),
+        ({"format": FORMAT, "config": [1], "step": 0, "model": state, "ema": None}, "config is a list"),
+        ({"format": FORMAT, "config": {}, "step": -2, "model": state, "ema": None}, "step is -2"),
+        ({"format": FORMAT, "config": {}, "step": 0, "model": [1, 2], "ema": None}, "'model' entry is not a state_dict"),
+        ([1, 2, 3], "no format tag"),
+    ]
+    for i, (payload, words) in enumerate(cases):
+        path = tmp_path / f"bad{i}.pt"
+        torch.save(payload, path)
+        with pytest.raises(ValueError, match=rf"bad{i}.pt' is not a valid diffbook checkpoint.*{words}"):
+            load_checkpoint(path, lambda c: build_net(NetConfig(**c)))
+    # a real checkpoint whose config keys the build function does not know
+    path = save_checkpoint(tmp_path / "keys.pt", model, {"width": 16, "depth": 3})
+    with pytest.raises(ValueError, match=r"build\(config\) failed on the config saved in .*keys.pt' "
+                                         r"\(keys \['depth', 'width'\]\): TypeError"):
+        load_checkpoint(path, lambda c: build_net(NetConfig(**c)))
+    with pytest.raises(FileNotFoundError, match="no checkpoint file at .*missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt", lambda c: model)
+    with pytest.raises(ValueError, match="it is not a file"):
+        load_checkpoint(tmp_path, lambda c: model)
+    with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        load_checkpoint(3, lambda c: model)
 
 
 # ------------------------------------------------------------------------------------------------------ DDP

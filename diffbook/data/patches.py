@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from diffbook.device import check_float_dtype
+
 __all__ = ["PHOTOS", "photo_path", "load_photo", "split_columns", "sample_patches"]
 
 PHOTOS = ("china", "flower", "grace_hopper")
@@ -75,6 +77,7 @@ def load_photo(
         raise TypeError(f"grayscale must be a bool, got {type(grayscale).__name__}")
     if not isinstance(downscale, int) or isinstance(downscale, bool) or downscale < 1:
         raise ValueError(f"downscale must be a positive int, got {downscale!r}")
+    check_float_dtype(dtype, "dtype")
     with Image.open(photo_path(name)) as im:
         rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
     img = torch.from_numpy(rgb).permute(2, 0, 1)  # (3, H, W) in 0 … 255
@@ -90,6 +93,8 @@ def split_columns(width: int, split: str, test_fraction: float) -> tuple[int, in
 
     The test region is the rightmost ``round(test_fraction * width)`` columns; ``"all"`` is the whole width.
     """
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2:
+        raise ValueError(f"width must be an int >= 2, got {width!r}")
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:

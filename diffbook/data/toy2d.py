@@ -22,10 +22,16 @@ import math
 import torch
 from torch import Tensor
 
+from diffbook.device import check_device, check_float_dtype
+
 __all__ = ["sample_moons", "sample_swiss_roll", "sample_rings", "sample_checkerboard"]
 
 
-def _check(n: object, noise: object, generator: object) -> torch.device:
+def _check(n: object, noise: object, generator: object, dtype: object = torch.float32,
+           device: object = None) -> torch.device:
+    check_float_dtype(dtype, "dtype")
+    if device is not None:
+        check_device(device, "device")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (noise >= 0 and math.isfinite(noise)):
@@ -56,7 +62,7 @@ def sample_moons(
     Raw shape (as ``make_moons``): ``(cos t, sin t)`` and ``(1 - cos t, ½ - sin t)`` with ``t ~ U[0, π]``.
     Its mean is ``(½, ¼)`` and its axis variances are ``¾`` and ``9/16 - 1/π``; see the module docstring.
     """
-    on = _check(n, noise, generator)
+    on = _check(n, noise, generator, dtype, device)
     t = math.pi * torch.rand(n, generator=generator, dtype=torch.float64, device=on)
     upper = torch.rand(n, generator=generator, dtype=torch.float64, device=on) < 0.5
     x = torch.where(upper, torch.cos(t), 1.0 - torch.cos(t))
@@ -79,7 +85,7 @@ def sample_swiss_roll(
     Raw shape (as ``make_swiss_roll``'s first and third coordinates): ``(t cos t, t sin t)`` with
     ``t ~ U[3π/2, 9π/2]``. Its mean is ``(2, 2/(3π))`` and ``E t² = (b³ - a³) / (3 (b - a))``.
     """
-    on = _check(n, noise, generator)
+    on = _check(n, noise, generator, dtype, device)
     a, b = 1.5 * math.pi, 4.5 * math.pi
     t = a + (b - a) * torch.rand(n, generator=generator, dtype=torch.float64, device=on)
     mean_x, mean_y = 2.0, 2.0 / (3.0 * math.pi)  # ∫ t cos t dt and ∫ t sin t dt over [a, b], divided by b - a
@@ -102,7 +108,7 @@ def sample_rings(
 
     The angle is uniform. The mean is 0 and ``E|x|² = Σ_k (k/K)² / K`` before scaling.
     """
-    on = _check(n, noise, generator)
+    on = _check(n, noise, generator, dtype, device)
     if not isinstance(n_rings, int) or isinstance(n_rings, bool) or n_rings < 1:
         raise ValueError(f"n_rings must be a positive int, got {n_rings!r}")
     k = torch.randint(1, n_rings + 1, (n,), generator=generator, device=on).to(torch.float64)
@@ -128,7 +134,7 @@ def sample_checkerboard(
     even (FFJORD's board for ``cells = 4``). Both marginals are uniform on ``[-cells/2, cells/2]``, with
     variance ``cells² / 12``; dividing by its square root gives unit variance on each axis.
     """
-    on = _check(n, noise, generator)
+    on = _check(n, noise, generator, dtype, device)
     if not isinstance(cells, int) or isinstance(cells, bool) or cells < 2 or cells % 2:
         raise ValueError(f"cells must be an even int >= 2, got {cells!r}")
     col = torch.randint(0, cells, (n,), generator=generator, device=on)

@@ -7,8 +7,8 @@ shape ``(n_paths, N + 1)`` with ``w[:, 0] = 0``; its increments ``dw = w.diff(di
 Functions take dtype and device from their inputs.
 
 The Itô sum evaluates the integrand at the left end of each step; the midpoint and trapezoid sums do not,
-and tend to the Stratonovich integral instead. The private argument checks below are shared with the two
-modules named above.
+and tend to the Stratonovich integral instead. Argument checks are the shared ones of
+:mod:`diffbook._checks`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from diffbook._checks import check_int, check_real, check_tensor
 
 __all__ = [
     "brownian_increments",
@@ -35,62 +37,12 @@ __all__ = [
 # validation
 
 
-def _positive_int(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _positive_float(value: object, name: str) -> float:
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return float(value)
-
-
-def _nonnegative_float(value: object, name: str) -> float:
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return float(value)
-
-
-def _real(value: object, name: str) -> float:
-    if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
-        value = float(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return float(value)
-
-
-def _tensor(value: object, name: str, *, min_ndim: int = 0) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if not value.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
-    if value.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {tuple(value.shape)}")
-    return value
-
-
-def _like(value: Tensor | float, ref: Tensor | None = None) -> Tensor:
+def _like(value: Tensor | float, ref: Tensor | None = None, name: str = "value") -> Tensor:
     """A tensor for a number or tensor argument, in float64 unless ``value`` (or ``ref``) says otherwise."""
     if isinstance(value, Tensor):
         return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
     if ref is not None:
         return torch.as_tensor(value, dtype=ref.dtype, device=ref.device)
     return torch.as_tensor(value, dtype=torch.float64)
@@ -113,16 +65,16 @@ def brownian_increments(
 
     They are independent ``N(0, h)`` with ``h = T / n_steps`` (Øksendal 2003, §2.2). Shape ``(n_paths, n_steps)``.
     """
-    _positive_int(n_paths, "n_paths")
-    _positive_int(n_steps, "n_steps")
-    T = _positive_float(T, "T")
+    check_int(n_paths, "n_paths")
+    check_int(n_steps, "n_steps")
+    T = check_real(T, "T", positive=True)
     z = torch.randn(n_paths, n_steps, generator=generator, dtype=dtype, device=device)
     return z * math.sqrt(T / n_steps)
 
 
 def path_from_increments(dw: Tensor) -> Tensor:
     """Cumulative sum of increments ``(..., N)`` with a leading zero: the path ``(..., N + 1)``, ``W_0 = 0``."""
-    dw = _tensor(dw, "dw", min_ndim=1)
+    dw = check_tensor(dw, "dw", min_ndim=1)
     return torch.cat([torch.zeros_like(dw[..., :1]), dw.cumsum(dim=-1)], dim=-1)
 
 
@@ -147,8 +99,8 @@ def coarsen(dw: Tensor, factor: int) -> Tensor:
     Returns:
         shape ``(..., N // factor)``.
     """
-    dw = _tensor(dw, "dw", min_ndim=1)
-    _positive_int(factor, "factor")
+    dw = check_tensor(dw, "dw", min_ndim=1)
+    check_int(factor, "factor")
     n = dw.shape[-1]
     if n % factor:
         raise ValueError(f"the number of increments ({n}) must be divisible by factor ({factor})")
@@ -157,7 +109,7 @@ def coarsen(dw: Tensor, factor: int) -> Tensor:
 
 def quadratic_variation(w: Tensor) -> Tensor:
     """``Σ_i (W_{t_{i+1}} - W_{t_i})²`` along the last axis of paths ``(..., N + 1)``; tends to ``T`` (Øksendal, Ex. 2.17)."""
-    w = _tensor(w, "w", min_ndim=1)
+    w = check_tensor(w, "w", min_ndim=1)
     if w.shape[-1] < 2:
         raise ValueError(f"w needs at least 2 time points on its last axis, got shape {tuple(w.shape)}")
     return (w.diff(dim=-1) ** 2).sum(dim=-1)
@@ -173,8 +125,8 @@ def ito_integral(integrand: Tensor, dw: Tensor) -> Tensor:
     Returns:
         shape ``(...)``.
     """
-    integrand = _tensor(integrand, "integrand", min_ndim=1)
-    dw = _tensor(dw, "dw", min_ndim=1)
+    integrand = check_tensor(integrand, "integrand", min_ndim=1)
+    dw = check_tensor(dw, "dw", min_ndim=1)
     if integrand.shape != dw.shape:
         raise ValueError(f"integrand {tuple(integrand.shape)} and dw {tuple(dw.shape)} must have the same shape")
     return (integrand * dw).sum(dim=-1)
@@ -182,7 +134,7 @@ def ito_integral(integrand: Tensor, dw: Tensor) -> Tensor:
 
 def ito_sum(w: Tensor) -> Tensor:
     """``Σ_i W_{t_i} ΔW_i`` for paths ``(..., N + 1)``: the Itô sum of ``∫_0^T W dW``, which tends to ``(W_T² - T)/2``."""
-    w = _tensor(w, "w", min_ndim=1)
+    w = check_tensor(w, "w", min_ndim=1)
     if w.shape[-1] < 2:
         raise ValueError(f"w needs at least 2 time points on its last axis, got shape {tuple(w.shape)}")
     return ito_integral(w[..., :-1], w.diff(dim=-1))
@@ -196,7 +148,7 @@ def midpoint_sum(w: Tensor) -> Tensor:
     Returns:
         shape ``(...)``; tends to the Stratonovich integral ``W_T²/2``.
     """
-    w = _tensor(w, "w", min_ndim=1)
+    w = check_tensor(w, "w", min_ndim=1)
     n = w.shape[-1] - 1
     if n < 2 or n % 2:
         raise ValueError(f"w must have an even number (>= 2) of steps on its last axis, got {n}")
@@ -204,8 +156,11 @@ def midpoint_sum(w: Tensor) -> Tensor:
 
 
 def trapezoid_sum(w: Tensor) -> Tensor:
-    """``Σ_i ½(W_{t_i} + W_{t_{i+1}}) ΔW_i``: telescopes to ``W_T²/2`` exactly, on every grid."""
-    w = _tensor(w, "w", min_ndim=1)
+    """``Σ_i ½(W_{t_i} + W_{t_{i+1}}) ΔW_i``: telescopes to ``W_T²/2`` exactly, on every grid.
+
+    ``w``: shape ``(..., N + 1)``; returns shape ``(...)``.
+    """
+    w = check_tensor(w, "w", min_ndim=1)
     if w.shape[-1] < 2:
         raise ValueError(f"w needs at least 2 time points on its last axis, got shape {tuple(w.shape)}")
     return (0.5 * (w[..., :-1] + w[..., 1:]) * w.diff(dim=-1)).sum(dim=-1)

@@ -31,10 +31,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state
+from diffbook._checks import check_state, per_sample
 from diffbook.losses import ddpm_elbo_weights
 from diffbook.param import Denoiser
-from diffbook.schedules import alphas_cumprod
+from diffbook.schedules import ddpm_posterior, ddpm_reverse_variance, ddpm_tables
 
 __all__ = [
     "EpsModel",
@@ -62,13 +62,6 @@ Variance = Literal["beta_tilde", "beta"]
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _tables(betas: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(β, ᾱ, ᾱ_prev)`` in float64, each ``(T,)``; index ``t - 1`` holds step ``t`` and ``ᾱ_prev[0] = 1``."""
-    check_state(betas, "betas")
-    b = betas.detach().to(torch.float64)
-    abar = alphas_cumprod(b)  # raises ValueError for a bad table
-    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
-    return b, abar, abar_prev
 
 
 def steps_tensor(t: Tensor | int, n: int, T: int, device: torch.device | str = "cpu") -> Tensor:
@@ -94,11 +87,6 @@ def steps_tensor(t: Tensor | int, n: int, T: int, device: torch.device | str = "
     if n and (int(steps.min()) < 1 or int(steps.max()) > T):
         raise ValueError(f"t must be 1-based steps in [1, {T}], got values in [{int(steps.min())}, {int(steps.max())}]")
     return steps
-
-
-def _per_sample(values: Tensor, x: Tensor) -> Tensor:
-    """Per-sample coefficients ``(n,)`` reshaped to broadcast against ``x`` ``(n, ...)``, in ``x``'s dtype."""
-    return values.to(device=x.device, dtype=x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
 
 
 def _check_batch(x: object, name: str) -> Tensor:
@@ -135,10 +123,10 @@ def forward_step(x_prev: Tensor, t: Tensor | int, betas: Tensor, noise: Tensor) 
     x_prev = _check_batch(x_prev, "x_prev")
     check_state(noise, "noise")
     _check_same(x_prev, noise, "x_prev", "noise")
-    b, _, _ = _tables(betas)
+    b, _, _ = ddpm_tables(betas)
     steps = steps_tensor(t, x_prev.shape[0], len(b), b.device)
     beta = b[steps - 1]
-    return _per_sample((1.0 - beta).sqrt(), x_prev) * x_prev + _per_sample(beta.sqrt(), x_prev) * noise
+    return per_sample((1.0 - beta).sqrt(), x_prev) * x_prev + per_sample(beta.sqrt(), x_prev) * noise
 
 
 def forward_marginal(x0: Tensor, t: Tensor | int, betas: Tensor, noise: Tensor) -> Tensor:
@@ -156,10 +144,10 @@ def forward_marginal(x0: Tensor, t: Tensor | int, betas: Tensor, noise: Tensor) 
     x0 = _check_batch(x0, "x0")
     check_state(noise, "noise")
     _check_same(x0, noise, "x0", "noise")
-    _, abar, _ = _tables(betas)
+    _, abar, _ = ddpm_tables(betas)
     steps = steps_tensor(t, x0.shape[0], len(abar), abar.device)
     a = abar[steps - 1]
-    return _per_sample(a.sqrt(), x0) * x0 + _per_sample((1.0 - a).sqrt(), x0) * noise
+    return per_sample(a.sqrt(), x0) * x0 + per_sample((1.0 - a).sqrt(), x0) * noise
 
 
 def posterior(x0: Tensor, xt: Tensor, t: Tensor | int, betas: Tensor) -> tuple[Tensor, Tensor]:
@@ -179,13 +167,11 @@ def posterior(x0: Tensor, xt: Tensor, t: Tensor | int, betas: Tensor) -> tuple[T
     x0 = _check_batch(x0, "x0")
     check_state(xt, "xt")
     _check_same(x0, xt, "x0", "xt")
-    b, abar, abar_prev = _tables(betas)
+    b, abar, abar_prev = ddpm_tables(betas)
     steps = steps_tensor(t, x0.shape[0], len(b), b.device) - 1
     beta, a, ap = b[steps], abar[steps], abar_prev[steps]
-    coef_x0 = ap.sqrt() * beta / (1.0 - a)
-    coef_xt = (1.0 - beta).sqrt() * (1.0 - ap) / (1.0 - a)
-    mean = _per_sample(coef_x0, x0) * x0 + _per_sample(coef_xt, x0) * xt
-    var = (1.0 - ap) / (1.0 - a) * beta
+    coef_x0, coef_xt, var = ddpm_posterior(beta, ap, 1.0 - a, 1.0 - ap)
+    mean = per_sample(coef_x0, x0) * x0 + per_sample(coef_xt, x0) * xt
     return mean, var.to(device=x0.device, dtype=x0.dtype)
 
 
@@ -194,16 +180,9 @@ def reverse_variance(betas: Tensor, variance: Variance = "beta_tilde") -> Tensor
 
     ``"beta_tilde"``: ``σ_t² = β̃_t``, optimal when ``x_0`` is a single point; ``"beta"``: ``σ_t² = β_t``, optimal
     for ``x_0 ~ N(0, I)``. Both use ``σ_1² = β_1`` at ``t = 1`` (the decoder's width; ``β̃_1 = 0``), as
-    :func:`diffbook.losses.ddpm_elbo_weights` does.
+    :func:`diffbook.losses.ddpm_elbo_weights` does (both call :func:`diffbook.schedules.ddpm_reverse_variance`).
     """
-    b, abar, abar_prev = _tables(betas)
-    if variance == "beta_tilde":
-        var = b * (1.0 - abar_prev) / (1.0 - abar)
-        var[0] = b[0]
-        return var
-    if variance == "beta":
-        return b.clone()
-    raise ValueError(f"variance must be 'beta_tilde' or 'beta', got {variance!r}")
+    return ddpm_reverse_variance(betas, variance)
 
 
 def mean_from_eps(xt: Tensor, eps: Tensor, t: Tensor | int, betas: Tensor) -> Tensor:
@@ -219,10 +198,10 @@ def mean_from_eps(xt: Tensor, eps: Tensor, t: Tensor | int, betas: Tensor) -> Te
     xt = _check_batch(xt, "xt")
     check_state(eps, "eps")
     _check_same(xt, eps, "xt", "eps")
-    b, abar, _ = _tables(betas)
+    b, abar, _ = ddpm_tables(betas)
     steps = steps_tensor(t, xt.shape[0], len(b), b.device) - 1
     beta, a = b[steps], abar[steps]
-    return (xt - _per_sample(beta / (1.0 - a).sqrt(), xt) * eps) / _per_sample((1.0 - beta).sqrt(), xt)
+    return (xt - per_sample(beta / (1.0 - a).sqrt(), xt) * eps) / per_sample((1.0 - beta).sqrt(), xt)
 
 
 def ancestral_step(
@@ -244,7 +223,7 @@ def ancestral_step(
     var = reverse_variance(betas, variance)
     steps = steps_tensor(t, xt.shape[0], len(var), var.device)
     std = torch.where(steps > 1, var[steps - 1].sqrt(), torch.zeros_like(var[steps - 1]))
-    return mean + _per_sample(std, xt) * noise
+    return mean + per_sample(std, xt) * noise
 
 
 def eps_from_denoiser(denoiser: Denoiser, betas: Tensor) -> EpsModel:
@@ -260,15 +239,15 @@ def eps_from_denoiser(denoiser: Denoiser, betas: Tensor) -> EpsModel:
     """
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable as denoiser(x, sigma), got {type(denoiser).__name__}")
-    _, abar, _ = _tables(betas)
+    _, abar, _ = ddpm_tables(betas)
 
     def eps_model(xt: Tensor, t: Tensor) -> Tensor:
         xt_ = _check_batch(xt, "xt")
         steps = steps_tensor(t, xt_.shape[0], len(abar), abar.device) - 1
         a = abar[steps]
         sbar = ((1.0 - a) / a).sqrt().to(device=xt_.device, dtype=xt_.dtype)
-        xbar = xt_ / _per_sample(a.sqrt(), xt_)
-        return (xbar - denoiser(xbar, sbar)) / _per_sample(sbar, xt_)
+        xbar = xt_ / per_sample(a.sqrt(), xt_)
+        return (xbar - denoiser(xbar, sbar)) / per_sample(sbar, xt_)
 
     return eps_model
 
@@ -291,7 +270,7 @@ def gaussian_kl(mean1: Tensor, var1: Tensor | float, mean2: Tensor, var2: Tensor
     for name, var in (("var1", var1), ("var2", var2)):
         var = torch.as_tensor(var, dtype=mean1.dtype, device=mean1.device)
         if var.ndim == 1 and var.shape[0] == mean1.shape[0]:
-            var = _per_sample(var, mean1)
+            var = per_sample(var, mean1)
         elif var.ndim != 0:
             raise ValueError(f"{name} must be a number or have shape ({mean1.shape[0]},), got {tuple(var.shape)}")
         if not bool((var > 0).all()):
@@ -321,14 +300,14 @@ def step_kl(eps_pred: Tensor, eps: Tensor, t: Tensor | int, betas: Tensor, varia
     eps_pred = _check_batch(eps_pred, "eps_pred")
     check_state(eps, "eps")
     _check_same(eps_pred, eps, "eps_pred", "eps")
-    b, abar, abar_prev = _tables(betas)
+    b, abar, abar_prev = ddpm_tables(betas)
     steps = steps_tensor(t, eps.shape[0], len(b), b.device)
     if int(steps.min()) < 2:
         raise ValueError("t must be >= 2 for a KL term; the step t = 1 is the decoder term L_0")
     idx = steps - 1
     sig2 = reverse_variance(b, variance)[idx]
     weight = ddpm_elbo_weights(b, variance)[idx]
-    tilde = (b * (1.0 - abar_prev) / (1.0 - abar))[idx]
+    tilde = ddpm_posterior(b, abar_prev, 1.0 - abar, 1.0 - abar_prev)[2][idx]
     ratio = tilde / sig2
     d = eps[0].numel()
     sq = _sum_dims((eps.double() - eps_pred.double()) ** 2).to(weight.device)
@@ -339,7 +318,7 @@ def prior_kl(x0: Tensor, betas: Tensor) -> Tensor:
     """``L_T = KL(N(√ᾱ_T x_0, (1 - ᾱ_T) I) ‖ N(0, I))`` per example, shape ``(n,)``, float64: the price of a
     forward chain that does not end exactly at ``N(0, I)``."""
     x0 = _check_batch(x0, "x0")
-    _, abar, _ = _tables(betas)
+    _, abar, _ = ddpm_tables(betas)
     a = abar[-1]
     d = x0[0].numel()
     m2 = _sum_dims(x0.double() ** 2).to(a.device)

@@ -23,20 +23,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state
+from diffbook._checks import check_int, check_state, per_sample
 from diffbook.foundations.ddpm import (
     EpsModel,
     Variance,
     _check_batch,
     _check_same,
-    _per_sample,
     _sum_dims,
-    _tables,
     forward_marginal,
     mean_from_eps,
     prior_kl,
     step_kl,
 )
+from diffbook.schedules import ddpm_tables
 
 __all__ = [
     "ELBOTerms",
@@ -94,7 +93,7 @@ def gaussian_nll(x0: Tensor, mean: Tensor, std: Tensor | float) -> Tensor:
     x = x0.double()
     s = torch.as_tensor(std, dtype=torch.float64, device=x.device)
     if s.ndim == 1 and s.shape[0] == x.shape[0]:
-        s = _per_sample(s, x)
+        s = per_sample(s, x)
     elif s.ndim != 0:
         raise ValueError(f"std must be a number or have shape ({x.shape[0]},), got {tuple(s.shape)}")
     if not bool((s > 0).all()):
@@ -133,7 +132,7 @@ def discretized_gaussian_nll(x0: Tensor, mean: Tensor, std: Tensor | float, leve
         raise ValueError(f"x0 must lie on the {levels} values -1 + 2k/{levels - 1}, k = 0 … {levels - 1}")
     s = torch.as_tensor(std, dtype=torch.float64, device=x.device)
     if s.ndim == 1 and s.shape[0] == x.shape[0]:
-        s = _per_sample(s, x)
+        s = per_sample(s, x)
     elif s.ndim != 0:
         raise ValueError(f"std must be a number or have shape ({x.shape[0]},), got {tuple(s.shape)}")
     if not bool((s > 0).all()):
@@ -211,7 +210,7 @@ def elbo_terms(
     if not callable(eps_model):
         raise TypeError(f"eps_model must be callable as eps_model(x_t, t), got {type(eps_model).__name__}")
     x0 = _check_batch(x0, "x0")
-    b, _, _ = _tables(betas)
+    b, _, _ = ddpm_tables(betas)
     T = len(b)
     if T < 2:
         raise ValueError("betas must have at least 2 steps")
@@ -307,8 +306,7 @@ def pixel_histogram_sample(
     """``n`` draws from the independent-pixel model ``probs`` ``(D, levels)``, as lattice values in ``[-1, 1]`` of
     shape ``(n, *shape)`` with ``prod(shape) = D``, float32."""
     check_state(probs, "probs")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_int(n, "n")
     if probs.ndim != 2 or math.prod(shape) != probs.shape[0]:
         raise ValueError(f"probs must have shape (D, levels) with D = prod(shape) = {math.prod(shape)}, "
                          f"got {tuple(probs.shape)}")

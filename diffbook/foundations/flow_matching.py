@@ -24,11 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffbook._checks import check_state
+from diffbook._checks import as_time, check_state, per_sample
 from diffbook.losses import mse
 from diffbook.nets.layers import drop_labels
 from diffbook.param import Denoiser
-from diffbook.schedules import FlowLinear, Schedule, _as_t, time_derivative
+from diffbook.schedules import FlowLinear, Schedule, time_derivative
 from diffbook.toy import GaussianMixture
 
 __all__ = [
@@ -48,14 +48,8 @@ Velocity = Callable[[Tensor, Tensor], Tensor]
 """``velocity(x, t) -> (n, d)``: a (learned or exact) velocity field in the original variables of a path."""
 
 
-def _coef(c: Tensor, x: Tensor) -> Tensor:
-    """A scalar or per-sample coefficient as a tensor that broadcasts against ``x`` of shape ``(n, ...)``."""
-    c = torch.as_tensor(c, dtype=x.dtype, device=x.device)
-    return c if c.ndim == 0 else c.reshape(-1, *([1] * (x.ndim - 1)))
-
-
 def _check_t(t: Tensor | float, x: Tensor) -> Tensor:
-    t = _as_t(t).to(device=x.device, dtype=x.dtype)
+    t = as_time(t).to(device=x.device, dtype=x.dtype)
     if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != x.shape[0]):
         raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
     if not torch.isfinite(t).all() or (t <= 0).any() or (t >= 1).any():
@@ -81,7 +75,7 @@ def conditional_velocity(schedule: Schedule, x0: Tensor, eps: Tensor, t: Tensor 
         raise ValueError(f"eps must have the shape of x0 {tuple(x0.shape)}, got {tuple(eps.shape)}")
     t = _check_t(t, x0)
     _, _, dalpha, dsigma = _coefficients(schedule, t)
-    return _coef(dalpha, x0) * x0 + _coef(dsigma, x0) * eps
+    return per_sample(dalpha, x0) * x0 + per_sample(dsigma, x0) * eps
 
 
 def marginal_velocity(mixture: GaussianMixture, schedule: Schedule, x: Tensor, t: Tensor | float) -> Tensor:
@@ -96,8 +90,8 @@ def marginal_velocity(mixture: GaussianMixture, schedule: Schedule, x: Tensor, t
     t = _check_t(t, x)
     alpha, sigma, dalpha, dsigma = _coefficients(schedule, t)
     x0_hat = mixture.posterior_mean(x, alpha, sigma)
-    eps_hat = (x - _coef(alpha, x) * x0_hat) / _coef(sigma, x)
-    return _coef(dalpha, x) * x0_hat + _coef(dsigma, x) * eps_hat
+    eps_hat = (x - per_sample(alpha, x) * x0_hat) / per_sample(sigma, x)
+    return per_sample(dalpha, x) * x0_hat + per_sample(dsigma, x) * eps_hat
 
 
 def velocity_from_denoiser(denoiser: Denoiser, schedule: Schedule, **cond: Any) -> Velocity:
@@ -114,9 +108,9 @@ def velocity_from_denoiser(denoiser: Denoiser, schedule: Schedule, **cond: Any) 
         tt = _check_t(t, x)
         alpha, sigma, dalpha, dsigma = _coefficients(schedule, tt)
         sbar = (sigma / alpha).expand(x.shape[0]) if tt.ndim == 0 else sigma / alpha
-        x0_hat = denoiser(x / _coef(alpha, x), sbar, **cond)
-        eps_hat = (x - _coef(alpha, x) * x0_hat) / _coef(sigma, x)
-        return _coef(dalpha, x) * x0_hat + _coef(dsigma, x) * eps_hat
+        x0_hat = denoiser(x / per_sample(alpha, x), sbar, **cond)
+        eps_hat = (x - per_sample(alpha, x) * x0_hat) / per_sample(sigma, x)
+        return per_sample(dalpha, x) * x0_hat + per_sample(dsigma, x) * eps_hat
 
     return velocity
 
@@ -126,7 +120,7 @@ def conditional_fm_loss(velocity: Velocity, schedule: Schedule, x0: Tensor, eps:
     (Lipman et al. 2023, eq. 9; a mean over the non-batch dimensions, as :func:`diffbook.losses.mse`)."""
     target = conditional_velocity(schedule, x0, eps, t)
     tt = _check_t(t, x0)
-    x_t = _coef(schedule.alpha(tt), x0) * x0 + _coef(schedule.sigma(tt), x0) * eps
+    x_t = per_sample(schedule.alpha(tt), x0) * x0 + per_sample(schedule.sigma(tt), x0) * eps
     return mse(velocity(x_t, tt), target)
 
 
@@ -139,7 +133,7 @@ def marginal_fm_loss(
     if eps.shape != x0.shape:
         raise ValueError(f"eps must have the shape of x0 {tuple(x0.shape)}, got {tuple(eps.shape)}")
     tt = _check_t(t, x0)
-    x_t = _coef(schedule.alpha(tt), x0) * x0 + _coef(schedule.sigma(tt), x0) * eps
+    x_t = per_sample(schedule.alpha(tt), x0) * x0 + per_sample(schedule.sigma(tt), x0) * eps
     with torch.no_grad():
         target = marginal_velocity(mixture, schedule, x_t, tt)
     return mse(velocity(x_t, tt), target)
@@ -153,7 +147,7 @@ def fm_loss_gap(mixture: GaussianMixture, schedule: Schedule, x0: Tensor, eps: T
     """
     target = conditional_velocity(schedule, x0, eps, t)
     tt = _check_t(t, x0)
-    x_t = _coef(schedule.alpha(tt), x0) * x0 + _coef(schedule.sigma(tt), x0) * eps
+    x_t = per_sample(schedule.alpha(tt), x0) * x0 + per_sample(schedule.sigma(tt), x0) * eps
     return mse(target, marginal_velocity(mixture, schedule, x_t, tt))
 
 
@@ -250,11 +244,11 @@ def flow_matching_objective(
         t = t_min + (t_max - t_min) * torch.rand(n, generator=generator, device=x0.device, dtype=x0.dtype)
         eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         alpha, sigma, dalpha, dsigma = _coefficients(schedule, t)
-        x_t = _coef(alpha, x0) * x0 + _coef(sigma, x0) * eps
+        x_t = per_sample(alpha, x0) * x0 + per_sample(sigma, x0) * eps
         cond = {}
         if labels is not None:
             cond["labels"] = drop_labels(labels, p_uncond, null_label, generator=generator) if p_uncond > 0 else labels
         u_pred = model(x_t, time_scale * t, **cond)
-        return mse(u_pred, _coef(dalpha, x0) * x0 + _coef(dsigma, x0) * eps)
+        return mse(u_pred, per_sample(dalpha, x0) * x0 + per_sample(dsigma, x0) * eps)
 
     return loss_fn

@@ -13,17 +13,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffbook._checks import check_points
 from diffbook.ode import VectorField
 
 __all__ = ["linear_field", "linear_flow", "limit_cycle_field", "limit_cycle_flow", "limit_cycle_log_det"]
 
 
 def _check_points(x: Tensor, d: int | None = None) -> None:
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 2 or (d is not None and x.shape[1] != d):
-        want = f"(n, {d})" if d is not None else "(n, d)"
-        raise ValueError(f"x must have shape {want}, got {tuple(x.shape)}")
+    check_points(x, "x")
+    if d is not None and x.shape[1] != d:
+        raise ValueError(f"x must have shape (n, {d}), got {tuple(x.shape)}")
 
 
 def linear_field(A: Tensor) -> VectorField:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state, check_times
+from diffbook._checks import check_int, check_state, check_times
 from diffbook.schedules import Schedule
 from diffbook.sde import diffusion_squared, drift_coefficient
 
@@ -392,9 +392,10 @@ def predicted_mean_correlation(alpha: Tensor | float, sigma: Tensor | float, mea
         d: the number of pixels averaged.
     Returns:
         a float64 tensor (broadcast over the inputs).
+
+    Shape: the broadcast shape of ``alpha``, ``sigma`` and ``mean_std``.
     """
-    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-        raise ValueError(f"d must be a positive int, got {d!r}")
+    check_int(d, "d")
     alpha, sigma, s = _f64(alpha, "alpha"), _f64(sigma, "sigma"), _f64(mean_std, "mean_std")
     if (s < 0).any() or (sigma < 0).any():
         raise ValueError("mean_std and sigma must be non-negative")

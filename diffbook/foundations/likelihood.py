@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state
+from diffbook._checks import check_int, check_state
 from diffbook.ode import Step, VectorField, divergence, heun_step, integrate, time_grid
 from diffbook.schedules import Schedule
 from diffbook.sde import Score, probability_flow_drift
@@ -70,8 +70,7 @@ def rademacher_probes(
         shape ``(n_probes, *like.shape)``, in ``like``'s dtype and on its device.
     """
     check_state(like, "like")
-    if not isinstance(n_probes, int) or isinstance(n_probes, bool) or n_probes < 1:
-        raise ValueError(f"n_probes must be a positive int, got {n_probes!r}")
+    check_int(n_probes, "n_probes")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     bits = torch.randint(0, 2, (n_probes, *like.shape), generator=generator, device=like.device)
@@ -152,8 +151,7 @@ def pf_ode_log_likelihood(
         raise ValueError(f"x must have shape (n, d), got {tuple(x.shape)}")
     if not callable(score):
         raise TypeError(f"score must be callable, got {type(score).__name__}")
-    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
-        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    check_int(n_steps, "n_steps")
     if not 0.0 < t_min < t_max <= 1.0:
         raise ValueError(f"need 0 < t_min < t_max <= 1, got t_min={t_min}, t_max={t_max}")
     if log_prior is None:

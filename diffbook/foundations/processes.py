@@ -20,7 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from diffbook.foundations.brownian import _like, _nonnegative_float, _positive_float, _positive_int, _real, _tensor
+from diffbook._checks import check_int, check_real, check_tensor
+from diffbook.foundations.brownian import _like
 
 __all__ = [
     "ou_mean",
@@ -46,19 +47,25 @@ __all__ = [
 
 
 def ou_mean(x0: Tensor | float, t: Tensor | float, theta: float, mu: float = 0.0) -> Tensor:
-    """``E[X_t | X_0 = x0] = μ + (x0 - μ) e^{-θ t}`` (Uhlenbeck & Ornstein 1930); broadcasts ``x0`` with ``t``."""
-    theta = _positive_float(theta, "theta")
-    mu = _real(mu, "mu")
-    x0 = _like(x0)
-    t = _like(t, x0)
+    """``E[X_t | X_0 = x0] = μ + (x0 - μ) e^{-θ t}`` (Uhlenbeck & Ornstein 1930); broadcasts ``x0`` with ``t``.
+
+    Returns the broadcast shape of ``x0`` and ``t``.
+    """
+    theta = check_real(theta, "theta", positive=True)
+    mu = check_real(mu, "mu")
+    x0 = _like(x0, None, "x0")
+    t = _like(t, x0, "t")
     return mu + (x0 - mu) * torch.exp(-theta * t)
 
 
 def ou_variance(t: Tensor | float, theta: float, sigma: float) -> Tensor:
-    """``Var[X_t | X_0] = σ² (1 - e^{-2θt}) / (2θ)``, which tends to the stationary ``σ²/(2θ)``."""
-    theta = _positive_float(theta, "theta")
-    sigma = _nonnegative_float(sigma, "sigma")
-    t = _like(t)
+    """``Var[X_t | X_0] = σ² (1 - e^{-2θt}) / (2θ)``, which tends to the stationary ``σ²/(2θ)``.
+
+    Returns the shape of ``t``.
+    """
+    theta = check_real(theta, "theta", positive=True)
+    sigma = check_real(sigma, "sigma", nonnegative=True)
+    t = _like(t, None, "t")
     return sigma**2 * (-torch.expm1(-2.0 * theta * t)) / (2.0 * theta)
 
 
@@ -68,12 +75,14 @@ def ou_marginal(
     """Mean and variance of ``X_t`` when ``X_0 ~ N(m0, v0)`` (``v0 = 0``: a fixed start).
 
     ``m_t = μ + (m0 - μ) e^{-θt}`` and ``v_t = v0 e^{-2θt} + σ²(1 - e^{-2θt})/(2θ)``.
+
+    Returns the broadcast shape of ``m0``, ``v0`` and ``t``. (two tensors)
     """
-    v0_t = _like(v0)
+    v0_t = _like(v0, None, "v0")
     if (v0_t < 0).any():
         raise ValueError("v0 must be >= 0")
     mean = ou_mean(m0, t, theta, mu)
-    t_ = _like(t, mean)
+    t_ = _like(t, mean, "t")
     var = v0_t * torch.exp(-2.0 * float(theta) * t_) + ou_variance(t_, theta, sigma)
     return mean, var
 
@@ -84,13 +93,15 @@ def ou_log_density(
     """Log of the transition density ``p(x, t | x0)`` of the OU process (a Gaussian); broadcasts its arguments.
 
     ``t`` must be > 0 (at ``t = 0`` the transition is a point mass).
+
+    Returns the broadcast shape of ``x``, ``x0`` and ``t``.
     """
-    x = _tensor(x, "x")
-    t_ = _like(t, x)
+    x = check_tensor(x, "x")
+    t_ = _like(t, x, "t")
     if (t_ <= 0).any():
         raise ValueError("t must be > 0 for a transition density")
-    sigma = _positive_float(sigma, "sigma")
-    mean = ou_mean(_like(x0, x), t_, theta, mu)
+    sigma = check_real(sigma, "sigma", positive=True)
+    mean = ou_mean(_like(x0, x, "x0"), t_, theta, mu)
     var = ou_variance(t_, theta, sigma)
     return -0.5 * (x - mean) ** 2 / var - 0.5 * torch.log(2.0 * math.pi * var)
 
@@ -105,8 +116,8 @@ def ou_sample(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Draw ``X_t`` given ``X_0 = x0`` exactly from the Gaussian transition; shape of ``x0``."""
-    x0 = _tensor(x0, "x0")
-    t = _nonnegative_float(t, "t")
+    x0 = check_tensor(x0, "x0")
+    t = check_real(t, "t", nonnegative=True)
     z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     mean = ou_mean(x0, t, theta, mu)
     return mean + torch.sqrt(ou_variance(torch.as_tensor(t, dtype=x0.dtype, device=x0.device), theta, sigma)) * z
@@ -128,8 +139,8 @@ def ou_exact_path(
     Returns:
         shape ``(K + 1, *x0.shape)``; there is no discretisation error at any grid size.
     """
-    x0 = _tensor(x0, "x0")
-    ts = _tensor(ts, "ts", min_ndim=1)
+    x0 = check_tensor(x0, "x0")
+    ts = check_tensor(ts, "ts", min_ndim=1)
     if ts.ndim != 1 or ts.numel() < 2 or not (ts.diff() > 0).all():
         raise ValueError(f"ts must be a strictly increasing 1-D tensor of >= 2 times, got shape {tuple(ts.shape)}")
     out = [x0]
@@ -158,10 +169,10 @@ def ou_increments(
     Returns:
         ``(dw, di)``, both shape ``(n_paths, n_steps)``.
     """
-    _positive_int(n_paths, "n_paths")
-    _positive_int(n_steps, "n_steps")
-    T = _positive_float(T, "T")
-    theta = _positive_float(theta, "theta")
+    check_int(n_paths, "n_paths")
+    check_int(n_steps, "n_steps")
+    T = check_real(T, "T", positive=True)
+    theta = check_real(theta, "theta", positive=True)
     h = T / n_steps
     var_w = h
     var_i = -math.expm1(-2.0 * theta * h) / (2.0 * theta)
@@ -191,13 +202,13 @@ def ou_from_increments(
     Returns:
         ``X_T``, shape ``(n_paths,)``, or with ``keep_path`` the path ``(N + 1, n_paths)``.
     """
-    di = _tensor(di, "di", min_ndim=2)
-    T = _positive_float(T, "T")
-    theta = _positive_float(theta, "theta")
-    sigma = _nonnegative_float(sigma, "sigma")
-    mu = _real(mu, "mu")
+    di = check_tensor(di, "di", min_ndim=2)
+    T = check_real(T, "T", positive=True)
+    theta = check_real(theta, "theta", positive=True)
+    sigma = check_real(sigma, "sigma", nonnegative=True)
+    mu = check_real(mu, "mu")
     decay = math.exp(-theta * T / di.shape[-1])
-    x = torch.broadcast_to(_like(x0, di), di.shape[:-1]).clone()
+    x = torch.broadcast_to(_like(x0, di, "x0"), di.shape[:-1]).clone()
     path = [x] if keep_path else None
     for i in range(di.shape[-1]):
         x = mu + (x - mu) * decay + sigma * di[..., i]
@@ -211,26 +222,35 @@ def ou_from_increments(
 
 
 def gbm_solution(x0: Tensor | float, w: Tensor, t: Tensor | float, mu: float, sigma: float) -> Tensor:
-    """``X_t = x0 exp((μ - σ²/2) t + σ W_t)``, the solution on the given Brownian values ``W_t``; broadcasts."""
-    w = _tensor(w, "w")
-    mu = _real(mu, "mu")
-    sigma = _nonnegative_float(sigma, "sigma")
-    return _like(x0, w) * torch.exp((mu - 0.5 * sigma**2) * _like(t, w) + sigma * w)
+    """``X_t = x0 exp((μ - σ²/2) t + σ W_t)``, the solution on the given Brownian values ``W_t``; broadcasts.
+
+    Returns the broadcast shape of ``x0``, ``w`` and ``t``.
+    """
+    w = check_tensor(w, "w")
+    mu = check_real(mu, "mu")
+    sigma = check_real(sigma, "sigma", nonnegative=True)
+    return _like(x0, w, "x0") * torch.exp((mu - 0.5 * sigma**2) * _like(t, w, "t") + sigma * w)
 
 
 def gbm_mean(x0: Tensor | float, t: Tensor | float, mu: float) -> Tensor:
-    """``E X_t = x0 e^{μt}``."""
-    mu = _real(mu, "mu")
-    x0 = _like(x0)
-    return x0 * torch.exp(mu * _like(t, x0))
+    """``E X_t = x0 e^{μt}``.
+
+    Returns the broadcast shape of ``x0`` and ``t``.
+    """
+    mu = check_real(mu, "mu")
+    x0 = _like(x0, None, "x0")
+    return x0 * torch.exp(mu * _like(t, x0, "t"))
 
 
 def gbm_variance(x0: Tensor | float, t: Tensor | float, mu: float, sigma: float) -> Tensor:
-    """``Var X_t = x0² e^{2μt} (e^{σ²t} - 1)``."""
-    mu = _real(mu, "mu")
-    sigma = _nonnegative_float(sigma, "sigma")
-    x0 = _like(x0)
-    t = _like(t, x0)
+    """``Var X_t = x0² e^{2μt} (e^{σ²t} - 1)``.
+
+    Returns the broadcast shape of ``x0`` and ``t``.
+    """
+    mu = check_real(mu, "mu")
+    sigma = check_real(sigma, "sigma", nonnegative=True)
+    x0 = _like(x0, None, "x0")
+    t = _like(t, x0, "t")
     return x0**2 * torch.exp(2.0 * mu * t) * torch.expm1(sigma**2 * t)
 
 
@@ -238,12 +258,14 @@ def gbm_log_density(x: Tensor, x0: float, t: Tensor | float, mu: float, sigma: f
     """Log of the log-normal transition density of GBM from ``x0 > 0``; ``-inf`` for ``x <= 0``.
 
     ``log X_t ~ N(log x0 + (μ - σ²/2)t, σ²t)``, so ``p(x) = N(log x; ·, ·) / x``.
+
+    Returns the broadcast shape of ``x`` and ``t``.
     """
-    x = _tensor(x, "x")
-    x0 = _positive_float(x0, "x0")
-    mu = _real(mu, "mu")
-    sigma = _positive_float(sigma, "sigma")
-    t_ = _like(t, x)
+    x = check_tensor(x, "x")
+    x0 = check_real(x0, "x0", positive=True)
+    mu = check_real(mu, "mu")
+    sigma = check_real(sigma, "sigma", positive=True)
+    t_ = _like(t, x, "t")
     if (t_ <= 0).any():
         raise ValueError("t must be > 0 for a transition density")
     m = math.log(x0) + (mu - 0.5 * sigma**2) * t_
@@ -257,8 +279,8 @@ def gbm_sample(
     x0: Tensor, t: float, mu: float, sigma: float, *, generator: torch.Generator | None = None
 ) -> Tensor:
     """Draw ``X_t`` exactly, shape of ``x0``: ``W_t = sqrt(t) z`` in :func:`gbm_solution`."""
-    x0 = _tensor(x0, "x0")
-    t = _nonnegative_float(t, "t")
+    x0 = check_tensor(x0, "x0")
+    t = check_real(t, "t", nonnegative=True)
     z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
     return gbm_solution(x0, math.sqrt(t) * z, t, mu, sigma)
 
@@ -270,11 +292,11 @@ def gbm_em_moments(x0: float, T: float, n_steps: int, mu: float, sigma: float) -
     ``E X_N = x0 (1 + μh)^N`` and ``E X_N² = x0² ((1 + μh)² + σ²h)^N``; compare ``x0 e^{μT}`` and
     ``x0² e^{(2μ + σ²)T}``: the differences are ``O(h)``, EM's weak order 1, with no sampling noise at all.
     """
-    x0 = _real(x0, "x0")
-    T = _positive_float(T, "T")
-    n = _positive_int(n_steps, "n_steps")
-    mu = _real(mu, "mu")
-    sigma = _nonnegative_float(sigma, "sigma")
+    x0 = check_real(x0, "x0")
+    T = check_real(T, "T", positive=True)
+    n = check_int(n_steps, "n_steps")
+    mu = check_real(mu, "mu")
+    sigma = check_real(sigma, "sigma", nonnegative=True)
     h = T / n
     return x0 * (1.0 + mu * h) ** n, x0**2 * ((1.0 + mu * h) ** 2 + sigma**2 * h) ** n
 

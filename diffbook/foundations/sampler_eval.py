@@ -22,10 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_sigmas, check_state
+from diffbook._checks import check_int, check_sigmas, check_state
 from diffbook.ode import integrate, rk4_step
 from diffbook.param import Denoiser
 from diffbook.schedules import Schedule, karras_sigmas, time_derivative
+from diffbook.toy import mixture_denoiser  # re-exported: its home is the engine's toy module
 
 __all__ = [
     "mixture_denoiser",
@@ -38,91 +39,6 @@ __all__ = [
 
 Sampler = Callable[..., Tensor]
 """A sampler ``sample_xxx(denoiser, x, sigmas, **kwargs) -> samples`` of :mod:`diffbook.samplers`."""
-
-
-def _sigma_column(sigma: Tensor | float, x: Tensor) -> Tensor:
-    """A noise level (scalar or shape ``(n,)``) as a float64 column ``(n, 1)`` on ``x``'s device."""
-    s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
-    if s.ndim == 0:
-        s = s.expand(x.shape[0])
-    if s.shape != (x.shape[0],):
-        raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(s.shape)}")
-    if not torch.isfinite(s).all() or (s < 0).any():
-        raise ValueError("sigma must be finite and non-negative")
-    return s[:, None]
-
-
-def mixture_denoiser(means: Tensor, weights: Tensor | None = None, stds: Tensor | float = 0.0) -> Denoiser:
-    """The exact denoiser ``D(x̄; σ̄) = E[x₀ | x₀ + σ̄ ε = x̄]`` of an isotropic Gaussian mixture.
-
-    The data are ``x₀ ~ Σ_k w_k N(μ_k, s_k² I)``. Given ``x̄``, component ``k`` has responsibility
-    ``r_k ∝ w_k N(x̄; μ_k, (s_k² + σ̄²) I)`` and conditional mean ``μ_k + s_k²/(s_k² + σ̄²) (x̄ - μ_k)``, so
-    ``D = Σ_k r_k (μ_k + s_k²/(s_k² + σ̄²)(x̄ - μ_k))``. With ``stds = 0`` the mixture is the empirical
-    distribution of the points ``μ_k``, and ``D`` is the *ideal denoiser* of that finite data set
-    (Karras et al. 2022, eq. 57): the exact score of the training set, which a network only approximates.
-
-    The same numbers as :meth:`diffbook.toy.GaussianMixture.denoiser` for isotropic components, but without
-    per-sample covariance matrices, so it is fast for many points, many components (a whole data set) and
-    many dimensions (images). Distances are computed in float64, which keeps the softmax exact down to
-    ``σ̄ ≈ 1e-3`` on data of unit scale.
-
-    Args:
-        means: component means (or data points), shape ``(K, ...)``, e.g. ``(K, d)`` or ``(K, C, H, W)``.
-        weights: mixture weights, shape ``(K,)``, positive, summing to 1; ``None`` for uniform.
-        stds: component standard deviations ``s_k``, a number or shape ``(K,)``, ``>= 0``.
-    Returns:
-        A denoiser ``D(x, sigma) -> x0_hat`` for ``x`` of shape ``(n, ...)`` matching ``means.shape[1:]`` and
-        ``sigma`` a scalar or shape ``(n,)``; the output has ``x``'s shape and dtype.
-    Raises:
-        TypeError: if ``means``, ``weights`` or ``stds`` is not a floating-point tensor (or a number for ``stds``).
-        ValueError: for an empty ``means``, mismatched shapes, negative ``stds``, or weights that are not
-            positive or do not sum to 1.
-    """
-    check_state(means, "means")
-    if means.ndim < 2 or means.shape[0] < 1:
-        raise ValueError(f"means must have shape (K, ...) with K >= 1, got {tuple(means.shape)}")
-    k = means.shape[0]
-    mu = means.detach().reshape(k, -1).to(torch.float64)
-    if weights is None:
-        log_w = torch.full((k,), -math.log(k), dtype=torch.float64, device=means.device)
-    else:
-        check_state(weights, "weights")
-        if weights.shape != (k,):
-            raise ValueError(f"weights must have shape ({k},), got {tuple(weights.shape)}")
-        if (weights <= 0).any() or abs(float(weights.sum()) - 1.0) > 1e-6:
-            raise ValueError("weights must be positive and sum to 1")
-        log_w = weights.detach().to(device=means.device, dtype=torch.float64).log()
-    if isinstance(stds, (int, float)) and not isinstance(stds, bool):
-        s2 = torch.full((k,), float(stds) ** 2, dtype=torch.float64, device=means.device)
-        bad = not math.isfinite(stds) or stds < 0
-    else:
-        check_state(stds, "stds")
-        assert isinstance(stds, Tensor)
-        if stds.shape not in ((), (k,)):
-            raise ValueError(f"stds must be a number or have shape ({k},), got {tuple(stds.shape)}")
-        s2 = stds.detach().to(device=means.device, dtype=torch.float64).expand(k) ** 2
-        bad = bool((stds < 0).any()) or not bool(torch.isfinite(stds).all())
-    if bad:
-        raise ValueError("stds must be finite and >= 0")
-    mu_sq = (mu * mu).sum(1)
-    dim = mu.shape[1]
-
-    def denoiser(x: Tensor, sigma: Tensor | float, **cond: Any) -> Tensor:
-        check_state(x, "x")
-        if tuple(x.shape[1:]) != tuple(means.shape[1:]):
-            raise ValueError(f"x must have shape (n, {', '.join(map(str, means.shape[1:]))}), got {tuple(x.shape)}")
-        xf = x.detach().reshape(x.shape[0], -1).to(torch.float64)
-        var = s2[None, :] + _sigma_column(sigma, x) ** 2  # (n, K): s_k² + σ̄²
-        if (var <= 0).any():
-            raise ValueError("sigma must be > 0 for components with std 0 (the ideal denoiser is undefined at σ = 0)")
-        d2 = ((xf * xf).sum(1)[:, None] + mu_sq[None, :] - 2.0 * xf @ mu.T).clamp_min(0.0)
-        logits = log_w[None, :] - 0.5 * d2 / var - 0.5 * dim * var.log()
-        r = torch.softmax(logits, dim=1)  # responsibilities (n, K)
-        shrink = r * (s2[None, :] / var)  # weight of x̄ - μ_k in the posterior mean
-        out = r @ mu + shrink.sum(1, keepdim=True) * xf - shrink @ mu
-        return out.to(x.dtype).reshape(x.shape)
-
-    return denoiser
 
 
 def sample_with_nfe(
@@ -166,8 +82,7 @@ def pf_ode_reference(
         ``x̄`` at ``σ̄_min``, shape of ``x``.
     """
     check_state(x, "x")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_int(steps, "steps")
     grid = karras_sigmas(steps + 1, sigma_min, sigma_max, rho)[:-1].to(device=x.device, dtype=x.dtype)
 
     def velocity(sigma: Tensor, z: Tensor) -> Tensor:

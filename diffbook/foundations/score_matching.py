@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from diffbook._checks import check_state
+from diffbook._checks import check_int, check_state, per_sample
 from diffbook.param import Denoiser
 from diffbook.toy import GaussianMixture
 
@@ -44,13 +44,7 @@ Target = Literal["eps", "x0", "v", "score", "velocity"]
 
 def _level(value: Tensor | float, x: Tensor, name: str, *, positive: bool) -> Tensor:
     """A scalar or per-sample ``(n,)`` coefficient, reshaped to broadcast against ``x`` of shape ``(n, ...)``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
-        raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-    v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    if v.ndim == 1 and v.shape[0] == x.shape[0]:
-        v = v.reshape((-1,) + (1,) * (x.ndim - 1))
-    elif v.ndim != 0:
-        raise ValueError(f"{name} must be a scalar or have shape ({x.shape[0]},), got {tuple(v.shape)}")
+    v = per_sample(value, x, name)
     if not torch.isfinite(v).all() or (positive and (v <= 0).any()):
         raise ValueError(f"{name} must be finite{' and > 0' if positive else ''}")
     return v
@@ -141,8 +135,7 @@ def empirical_score(
     check_state(data, "data")
     if x.ndim < 2 or data.shape[1:] != x.shape[1:]:
         raise ValueError(f"x has shape {tuple(x.shape)} and data {tuple(data.shape)}; their trailing shapes must match")
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise ValueError(f"chunk must be a positive int, got {chunk!r}")
+    check_int(chunk, "chunk")
     a = _level(alpha, x[:1], "alpha", positive=False)
     s = _level(sigma, x[:1], "sigma", positive=True)
     if a.ndim or s.ndim:
@@ -172,6 +165,8 @@ def eps_equivalent_weight(
 
     Returns:
         A tensor broadcast from ``alpha`` and ``sigma``.
+
+    Returns the broadcast shape of ``alpha``, ``sigma`` (and the derivatives).
     """
     a = torch.as_tensor(alpha, dtype=torch.promote_types(torch.as_tensor(alpha).dtype, torch.float32))
     s = torch.as_tensor(sigma, dtype=a.dtype)

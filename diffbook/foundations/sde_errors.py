@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from diffbook.foundations.brownian import _like, _positive_float, _positive_int, _tensor, coarsen
+from diffbook._checks import check_int, check_real, check_tensor
+from diffbook.foundations.brownian import _like, coarsen
 
 __all__ = [
     "Coefficient",
@@ -58,13 +59,13 @@ def euler_maruyama_increments(
     Returns:
         ``X_N``, shape ``(n_paths,)``, or with ``keep_path`` the path ``(N + 1, n_paths)``.
     """
-    dw = _tensor(dw, "dw", min_ndim=2)
-    T = _positive_float(T, "T")
+    dw = check_tensor(dw, "dw", min_ndim=2)
+    T = check_real(T, "T", positive=True)
     if not (callable(drift) and callable(diffusion)):
         raise TypeError("drift and diffusion must be functions (t, x) -> tensor")
     n = dw.shape[-1]
     h = torch.as_tensor(T / n, dtype=dw.dtype, device=dw.device)
-    x = torch.broadcast_to(_like(x0, dw), dw.shape[:-1]).clone()
+    x = torch.broadcast_to(_like(x0, dw, "x0"), dw.shape[:-1]).clone()
     path = [x] if keep_path else None
     for i in range(n):
         t = i * h
@@ -82,8 +83,8 @@ def strong_error(approx: Tensor, exact: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         ``(estimate, standard_error)``, two 0-dim tensors.
     """
-    approx = _tensor(approx, "approx", min_ndim=1)
-    exact = _tensor(exact, "exact", min_ndim=1)
+    approx = check_tensor(approx, "approx", min_ndim=1)
+    exact = check_tensor(exact, "exact", min_ndim=1)
     if approx.shape != exact.shape:
         raise ValueError(f"approx {tuple(approx.shape)} and exact {tuple(exact.shape)} must have the same shape")
     d = (approx - exact).abs().flatten()
@@ -105,8 +106,8 @@ def weak_error(
     Returns:
         ``(estimate, standard_error)``, two 0-dim tensors.
     """
-    approx = _tensor(approx, "approx", min_ndim=1)
-    exact = _tensor(exact, "exact", min_ndim=1)
+    approx = check_tensor(approx, "approx", min_ndim=1)
+    exact = check_tensor(exact, "exact", min_ndim=1)
     if approx.shape != exact.shape:
         raise ValueError(f"approx {tuple(approx.shape)} and exact {tuple(exact.shape)} must have the same shape")
     if phi is not None and not callable(phi):
@@ -145,9 +146,9 @@ def em_error_ladder(
         n_steps: step counts, e.g. ``[8, 16, 32, 64]``.
         phi: the test function of the weak error (default: the identity).
     """
-    dw = _tensor(dw, "dw", min_ndim=2)
-    exact = _tensor(exact, "exact", min_ndim=1)
-    T = _positive_float(T, "T")
+    dw = check_tensor(dw, "dw", min_ndim=2)
+    exact = check_tensor(exact, "exact", min_ndim=1)
+    T = check_real(T, "T", positive=True)
     if exact.shape != dw.shape[:-1]:
         raise ValueError(f"exact must have shape {tuple(dw.shape[:-1])} (one value per path), got {tuple(exact.shape)}")
     if len(n_steps) < 1:
@@ -155,7 +156,7 @@ def em_error_ladder(
     n_fine = dw.shape[-1]
     rows = []
     for n in n_steps:
-        _positive_int(n, "each entry of n_steps")
+        check_int(n, "each entry of n_steps")
         if n_fine % n:
             raise ValueError(f"each entry of n_steps must divide the {n_fine} fine increments, got {n}")
         x_n = euler_maruyama_increments(drift, diffusion, x0, coarsen(dw, n_fine // n), T)
@@ -180,7 +181,7 @@ def ks_distance(samples: Tensor, cdf: Callable[[Tensor], Tensor]) -> Tensor:
     Returns:
         a 0-dim tensor.
     """
-    samples = _tensor(samples, "samples", min_ndim=1).flatten()
+    samples = check_tensor(samples, "samples", min_ndim=1).flatten()
     if not callable(cdf):
         raise TypeError(f"cdf must be a function, got {type(cdf).__name__}")
     n = samples.numel()

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import Tensor
 
+from diffbook.metrics._inputs import check_finite
+
 __all__ = ["nats_to_bits", "dequantization_offset", "bits_per_dim", "bits_per_character", "perplexity"]
 
 LN2 = math.log(2.0)
@@ -39,9 +41,11 @@ def _check_nll(nll: object) -> Number:
     if isinstance(nll, Tensor):
         if not nll.is_floating_point():
             raise TypeError(f"nll must be a floating-point tensor, got dtype {nll.dtype}")
-        return nll
+        return check_finite(nll, "nll")
     if isinstance(nll, bool) or not isinstance(nll, (int, float)):
         raise TypeError(f"nll must be a float or a torch.Tensor of nats, got {type(nll).__name__}")
+    if not math.isfinite(nll):
+        raise ValueError(f"nll must be finite, got {nll!r}")
     return float(nll)
 
 

@@ -21,10 +21,14 @@ to a Local Nash Equilibrium*, NeurIPS 2017, Eq. (6).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from diffbook.metrics._inputs import check_finite
 
 __all__ = [
     "gaussian_stats",
@@ -44,14 +48,21 @@ def _check_float(x: object, name: str, ndim: int, shape_doc: str) -> Tensor:
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
     if x.ndim != ndim:
         raise ValueError(f"{name} must have shape {shape_doc}, got {tuple(x.shape)}")
-    return x
+    return check_finite(x, name)
 
 
 def gaussian_stats(feats: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean ``(k,)`` and unbiased covariance ``(k, k)``, in float64, of features of shape ``(n, k)`` with ``n >= 2``."""
-    feats = _check_float(feats, "feats", 2, "(n, k)")
+    """Mean ``(k,)`` and unbiased covariance ``(k, k)``, in float64, of features of shape ``(n, k)`` with ``n >= 2``.
+
+    Reference: Heusel et al. (2017), Eq. 6 (Gaussian fit of the features).
+    """
+    return _gaussian_stats(feats, "feats")
+
+
+def _gaussian_stats(feats: Tensor, name: str) -> tuple[Tensor, Tensor]:
+    feats = _check_float(feats, name, 2, "(n, k)")
     if feats.shape[0] < 2:
-        raise ValueError(f"feats needs at least 2 rows to estimate a covariance, got {feats.shape[0]}")
+        raise ValueError(f"{name} needs at least 2 rows to estimate a covariance, got {feats.shape[0]}")
     f = feats.double()
     mu = f.mean(0)
     centred = f - mu
@@ -71,6 +82,8 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> Te
         cov1, cov2: symmetric positive semi-definite covariances, shape ``(k, k)``.
     Returns:
         ``d²`` as a 0-dim float64 tensor (like FID, this is the *squared* distance), clamped at 0.
+
+    Reference: Dowson & Landau (1982), Eq. 2; Heusel et al. (2017), Eq. 6 (FID).
     """
     mu1 = _check_float(mu1, "mu1", 1, "(k,)")
     mu2 = _check_float(mu2, "mu2", 1, "(k,)")
@@ -83,6 +96,13 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> Te
             f"{tuple(cov1.shape)}, {tuple(cov2.shape)}"
         )
     mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    for name, cov in (("cov1", cov1), ("cov2", cov2)):  # one host read each: a metric, not a hot loop
+        scale = float(cov.abs().max()) if cov.numel() else 0.0
+        if not torch.allclose(cov, cov.T, rtol=1e-6, atol=1e-9 * max(scale, 1.0)):
+            raise ValueError(f"{name} must be symmetric (a covariance), but it differs from its transpose")
+        low = float(torch.linalg.eigvalsh(cov).min()) if k else 0.0
+        if low < -1e-6 * max(scale, 1e-12):
+            raise ValueError(f"{name} must be positive semi-definite, but its smallest eigenvalue is {low:.3g}")
     s1 = _psd_sqrt(cov1)
     middle = s1 @ cov2 @ s1
     tr_sqrt = torch.linalg.eigvalsh(0.5 * (middle + middle.T)).clamp_min(0.0).sqrt().sum()
@@ -91,9 +111,12 @@ def frechet_distance(mu1: Tensor, cov1: Tensor, mu2: Tensor, cov2: Tensor) -> Te
 
 
 def frechet_distance_from_features(feats1: Tensor, feats2: Tensor) -> Tensor:
-    """Fit a Gaussian to each feature set, shapes ``(n1, k)`` and ``(n2, k)``, and return their Fréchet ``d²``."""
-    mu1, cov1 = gaussian_stats(feats1)
-    mu2, cov2 = gaussian_stats(feats2)
+    """Fit a Gaussian to each feature set, shapes ``(n1, k)`` and ``(n2, k)``, and return their Fréchet ``d²``.
+
+    Reference: Heusel et al. (2017), Eq. 6.
+    """
+    mu1, cov1 = _gaussian_stats(feats1, "feats1")
+    mu2, cov2 = _gaussian_stats(feats2, "feats2")
     if mu1.shape != mu2.shape:
         raise ValueError(f"feats1 and feats2 must have the same width k, got {mu1.shape[0]} and {mu2.shape[0]}")
     return frechet_distance(mu1, cov1, mu2, cov2)
@@ -104,6 +127,8 @@ class FeatureClassifier(nn.Module):
 
     Two 3 × 3 convolutions, an adaptive average pool to 4 × 4 (so any ``H, W >= 4`` works), then a hidden
     layer of ``feature_dim`` units whose activations are the features, then a linear classifier.
+
+    Reference: Heusel et al. (2017), §3 (features of a trained classifier; here a small CNN instead of Inception).
     """
 
     def __init__(self, in_channels: int = 1, n_classes: int = 10, *, width: int = 16, feature_dim: int = 64):
@@ -112,6 +137,8 @@ class FeatureClassifier(nn.Module):
                           ("feature_dim", feature_dim)):
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2 (a classifier needs two classes), got {n_classes}")
         self.in_channels = in_channels
         self.body = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1),
@@ -126,7 +153,10 @@ class FeatureClassifier(nn.Module):
         self.head = nn.Linear(feature_dim, n_classes)
 
     def features(self, x: Tensor) -> Tensor:
-        """Penultimate-layer activations, shape ``(n, feature_dim)``."""
+        """Penultimate-layer activations, shape ``(n, feature_dim)``.
+
+        Reference: Heusel et al. (2017), §3 (penultimate-layer features).
+        """
         return self.body(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -135,7 +165,10 @@ class FeatureClassifier(nn.Module):
 
 
 def _check_images(images: object, name: str = "images") -> Tensor:
-    return _check_float(images, name, 4, "(n, C, H, W)")
+    images = _check_float(images, name, 4, "(n, C, H, W)")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one image, got shape {tuple(images.shape)}")
+    return images
 
 
 def train_feature_classifier(
@@ -167,6 +200,8 @@ def train_feature_classifier(
         progress: show a tqdm progress bar.
     Returns:
         The trained classifier in eval mode, on ``images``' device.
+
+    Reference: Heusel et al. (2017), §3; Loshchilov & Hutter (2019), Alg. 2 (AdamW).
     """
     images = _check_images(images)
     if not isinstance(labels, Tensor) or labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
@@ -179,6 +214,8 @@ def train_feature_classifier(
     for name, val in (("steps", steps), ("batch_size", batch_size)):
         if not isinstance(val, int) or isinstance(val, bool) or val < 1:
             raise ValueError(f"{name} must be a positive int, got {val!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or not math.isfinite(lr):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     draw_on = generator.device if generator is not None else torch.device("cpu")
@@ -204,10 +241,17 @@ def train_feature_classifier(
 
 @torch.no_grad()
 def features(classifier: FeatureClassifier, images: Tensor, *, batch_size: int = 1024) -> Tensor:
-    """Penultimate-layer features of ``classifier`` for ``images`` of shape ``(n, C, H, W)``, shape ``(n, k)``."""
+    """Penultimate-layer features of ``classifier`` for ``images`` of shape ``(n, C, H, W)``, shape ``(n, k)``.
+
+    Evaluated in eval mode without gradients, ``batch_size`` images at a time.
+
+    Reference: Heusel et al. (2017), §3 (the features a Fréchet distance compares).
+    """
     if not isinstance(classifier, FeatureClassifier):
         raise TypeError(f"classifier must be a FeatureClassifier, got {type(classifier).__name__}")
     images = _check_images(images)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if images.shape[1] != classifier.in_channels:
         raise ValueError(f"images must have {classifier.in_channels} channels, got shape {tuple(images.shape)}")
     was_training = classifier.training
@@ -219,12 +263,18 @@ def features(classifier: FeatureClassifier, images: Tensor, *, batch_size: int =
 
 @torch.no_grad()
 def classifier_accuracy(classifier: FeatureClassifier, images: Tensor, labels: Tensor) -> float:
-    """Fraction of ``images`` ``(n, C, H, W)`` whose predicted class equals ``labels`` ``(n,)``."""
+    """Fraction of ``images`` ``(n, C, H, W)`` whose predicted class equals ``labels`` ``(n,)``.
+
+    Reference: Salimans et al. (2016), §4 (classifier-based evaluation of samples).
+    """
     if not isinstance(classifier, FeatureClassifier):
         raise TypeError(f"classifier must be a FeatureClassifier, got {type(classifier).__name__}")
     images = _check_images(images)
-    if not isinstance(labels, Tensor) or labels.shape != (images.shape[0],):
-        raise ValueError(f"labels must be a tensor of shape ({images.shape[0]},)")
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        got = f"dtype {labels.dtype}" if isinstance(labels, Tensor) else type(labels).__name__
+        raise TypeError(f"labels must be an integer tensor of class indices, got {got}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     was_training = classifier.training
     classifier.eval()
     pred = classifier(images).argmax(1)

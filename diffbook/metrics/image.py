@@ -15,9 +15,14 @@ Visibility to Structural Similarity*, IEEE TIP 13(4) (2004), Eq. (13) and §III-
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from diffbook.device import check_float_dtype
+from diffbook.metrics._inputs import check_finite
 
 __all__ = ["mse", "psnr", "gaussian_window", "ssim"]
 
@@ -34,6 +39,8 @@ def _check_images(x: object, name: str) -> Tensor:
 
 def _check_pair(x: object, y: object) -> tuple[Tensor, Tensor]:
     x, y = _check_images(x, "x"), _check_images(y, "y")
+    check_finite(x, "x")
+    check_finite(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.device != y.device:
@@ -42,13 +49,17 @@ def _check_pair(x: object, y: object) -> tuple[Tensor, Tensor]:
 
 
 def _check_range(data_range: float) -> float:
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not data_range > 0:
+    if (isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not data_range > 0
+            or not math.isfinite(data_range)):
         raise ValueError(f"data_range must be a positive number (2 for [-1, 1] images), got {data_range!r}")
     return float(data_range)
 
 
 def mse(x: Tensor, y: Tensor) -> Tensor:
-    """Mean squared error per image, shape ``(n,)``, for ``x`` and ``y`` of shape ``(n, C, H, W)``."""
+    """Mean squared error per image, shape ``(n,)``, for ``x`` and ``y`` of shape ``(n, C, H, W)``.
+
+    Reference: Wang & Bovik (2009), *Mean squared error: love it or leave it?*, Eq. 1.
+    """
     x, y = _check_pair(x, y)
     return (x - y).pow(2).flatten(1).mean(1)
 
@@ -62,20 +73,30 @@ def psnr(x: Tensor, y: Tensor, *, data_range: float) -> Tensor:
         data_range: width of the value range, e.g. 2 for ``[-1, 1]``.
     Returns:
         PSNR per image, shape ``(n,)``; ``+inf`` where the images are identical.
+
+    Reference: Wang et al. (2004), §I (PSNR as the baseline of SSIM).
     """
     data_range = _check_range(data_range)
     err = mse(x, y)
     return 10.0 * torch.log10(data_range**2 / err)
 
 
+def _check_window(size: object, sigma: object, name: str) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size % 2 == 0:
+        raise ValueError(f"{name} must be a positive odd int, got {size!r}")
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0 or not math.isfinite(sigma):
+        raise ValueError(f"sigma must be a positive finite number, got {sigma!r}")
+
+
 def gaussian_window(
     size: int = 11, sigma: float = 1.5, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
 ) -> Tensor:
-    """The normalised 1-D Gaussian window of ``size`` taps, shape ``(size,)``; the 2-D window is its outer product."""
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd int, got {size!r}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    """The normalised 1-D Gaussian window of ``size`` taps, shape ``(size,)``; the 2-D window is its outer product.
+
+    Reference: Wang et al. (2004), §III-C (11 × 11 Gaussian window, σ = 1.5).
+    """
+    _check_window(size, sigma, "size")
+    check_float_dtype(dtype, "dtype")
     r = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     w = torch.exp(-0.5 * (r / sigma) ** 2)
     return (w / w.sum()).to(dtype)
@@ -109,9 +130,17 @@ def ssim(
             instead of its mean.
     Returns:
         SSIM per image, shape ``(n,)`` (or the map).
+
+    Reference: Wang et al. (2004), Eq. 13 and §III-C.
     """
-    x, y = _check_pair(x, y)
     data_range = _check_range(data_range)
+    _check_window(window_size, sigma, "window_size")
+    for name, k in (("k1", k1), ("k2", k2)):
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0 or not math.isfinite(k):
+            raise ValueError(f"{name} must be a positive finite number, got {k!r}")
+    if not isinstance(return_map, bool):
+        raise TypeError(f"return_map must be a bool, got {type(return_map).__name__}")
+    x, y = _check_pair(x, y)
     n, c, h, w = x.shape
     if h < window_size or w < window_size:
         raise ValueError(

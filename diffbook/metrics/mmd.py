@@ -21,12 +21,15 @@ import torch
 from torch import Tensor
 
 from diffbook._checks import check_points as _check_points
+from diffbook.metrics._inputs import check_finite
 
 __all__ = ["as_bandwidths", "gaussian_kernel", "median_bandwidth", "mmd2"]
 
 
 def _check_pair(x: object, y: object) -> tuple[Tensor, Tensor]:
     x, y = _check_points(x, "x"), _check_points(y, "y")
+    check_finite(x, "x")
+    check_finite(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dimension d, got {x.shape[1]} and {y.shape[1]}")
     if x.device != y.device:
@@ -40,7 +43,13 @@ def as_bandwidths(bandwidth: float | Sequence[float] | Tensor, *, like: Tensor) 
     Raises:
         TypeError: if ``bandwidth`` is not numeric.
         ValueError: if there are no bandwidths or one of them is not finite and positive.
+
+    Reference: Gretton et al. (2012), §6 (a sum of Gaussian kernels of several bandwidths).
     """
+    if isinstance(bandwidth, bool) or bandwidth is None or isinstance(bandwidth, str):
+        raise TypeError(f"bandwidth must be a number, a sequence of numbers or a tensor, got {bandwidth!r}")
+    if isinstance(bandwidth, Tensor) and bandwidth.ndim > 1:
+        raise ValueError(f"bandwidth must be a number or a 1-D tensor of bandwidths, got shape {tuple(bandwidth.shape)}")
     try:
         sigma = torch.as_tensor(bandwidth, dtype=like.dtype, device=like.device).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -82,6 +91,8 @@ def gaussian_kernel(x: Tensor, y: Tensor, bandwidth: float | Sequence[float] | T
         bandwidth: σ, one value or several (the kernels are summed).
     Returns:
         The kernel matrix, shape ``(n, m)``, in ``x``'s dtype. It is formed whole: for large sets use :func:`mmd2`.
+
+    Reference: Gretton et al. (2012), §2.2 (the Gaussian kernel).
     """
     x, y = _check_pair(x, y)
     sigma = as_bandwidths(bandwidth, like=x)
@@ -106,8 +117,10 @@ def median_bandwidth(
         σ, a 0-dim tensor in ``x``'s dtype.
     Raises:
         ValueError: if fewer than two points are given or all of them coincide.
+
+    Reference: Gretton et al. (2012), §8 (the median heuristic).
     """
-    x = _check_points(x, "x")
+    x = check_finite(_check_points(x, "x"), "x")
     if y is not None:
         x, y = _check_pair(x, y)
         x = torch.cat([x, y])
@@ -157,8 +170,12 @@ def mmd2(
             on one CPU core).
     Returns:
         The estimate, a 0-dim tensor in ``x``'s dtype (sums are accumulated in float64).
+
+    Reference: Gretton et al. (2012), Lemma 6 (unbiased MMD²_u) and Eq. 5 (biased MMD²_b).
     """
     x, y = _check_pair(x, y)
+    if not isinstance(unbiased, bool):
+        raise TypeError(f"unbiased must be a bool, got {type(unbiased).__name__}")
     if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
         raise ValueError(f"block_size must be a positive int, got {block_size!r}")
     n, m = x.shape[0], y.shape[0]

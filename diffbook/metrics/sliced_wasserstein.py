@@ -15,10 +15,14 @@ Measures*, J. Math. Imaging Vis. 51 (2015), Eq. (13); the 1-D sorting formula is
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from diffbook._checks import check_points as _check_points
+from diffbook.device import check_float_dtype
+from diffbook.metrics._inputs import check_finite
 
 __all__ = ["random_directions", "sliced_wasserstein"]
 
@@ -35,12 +39,15 @@ def random_directions(
 
     A standard normal vector divided by its norm is uniform on the sphere (Muller 1959). The numbers are
     drawn on the generator's device and then moved to ``device`` (default: the generator's device).
+
+    Reference: Muller (1959), *A note on a method for generating points uniformly on n-dimensional spheres*.
     """
     for name, val in (("n_projections", n_projections), ("dim", dim)):
         if not isinstance(val, int) or isinstance(val, bool) or val < 1:
             raise ValueError(f"{name} must be a positive int, got {val!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_float_dtype(dtype, "dtype")
     draw_on = generator.device if generator is not None else (device if device is not None else "cpu")
     theta = torch.randn(n_projections, dim, generator=generator, dtype=torch.float64, device=draw_on)
     theta = theta / theta.norm(dim=1, keepdim=True)
@@ -68,18 +75,22 @@ def sliced_wasserstein(
         directions: fixed unit directions, shape ``(L, d)``, e.g. to compare several pairs on the same slices.
     Returns:
         ``SW_p`` (not its ``p``-th power), a 0-dim tensor in ``x``'s dtype.
+
+    Reference: Bonneel et al. (2015), Eq. 4; Rabin et al. (2012), §3.
     """
     x, y = _check_points(x, "x"), _check_points(y, "y")
+    check_finite(x, "x")
+    check_finite(y, "y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape (n, d), got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.device != y.device:
         raise ValueError(f"x is on {x.device} but y is on {y.device}; put both on one device")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p >= 1 or not math.isfinite(p):
         raise ValueError(f"p must be a number >= 1, got {p!r}")
     if directions is None:
         theta = random_directions(n_projections, x.shape[1], generator=generator, dtype=x.dtype, device=x.device)
     else:
-        theta = _check_points(directions, "directions")
+        theta = check_finite(_check_points(directions, "directions"), "directions")
         if theta.shape[1] != x.shape[1]:
             raise ValueError(f"directions must have shape (L, {x.shape[1]}), got {tuple(theta.shape)}")
         theta = theta.to(dtype=x.dtype, device=x.device)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffbook._checks import check_int, check_state
 from diffbook.nets.rope import Rotary, apply_rotary, rotary_tables
 
 __all__ = ["KVCache", "block_causal_mask", "MultiHeadAttention"]
@@ -30,10 +31,20 @@ class KVCache:
 
     Attributes:
         k, v: shape ``(n, heads, length, head_dim)`` each.
+
+    Reference: Pope et al. (2023), *Efficiently Scaling Transformer Inference*, §2 (the KV cache); Arriola et al. (2025), §3 (block-causal diffusion).
     """
 
     k: Tensor
     v: Tensor
+
+    def __post_init__(self) -> None:
+        for name, t in (("k", self.k), ("v", self.v)):
+            check_state(t, name)
+            if t.ndim != 4:
+                raise ValueError(f"{name} must have shape (n, heads, length, head_dim), got {tuple(t.shape)}")
+        if self.k.shape != self.v.shape:
+            raise ValueError(f"k and v must have the same shape, got {tuple(self.k.shape)} and {tuple(self.v.shape)}")
 
     @property
     def length(self) -> int:
@@ -56,9 +67,12 @@ def block_causal_mask(
 
     Returns:
         Shape ``(q_len, k_len)``, dtype bool.
+
+    Reference: Arriola et al. (2025), *Block Diffusion*, §3 (block-causal attention mask).
     """
-    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
+    check_int(q_len, "q_len")
+    check_int(k_len, "k_len")
+    check_int(block_size, "block_size")
     if not 1 <= q_len <= k_len:
         raise ValueError(f"need 1 <= q_len <= k_len, got q_len={q_len}, k_len={k_len}")
     q_block = torch.arange(k_len - q_len, k_len, device=device) // block_size
@@ -73,21 +87,24 @@ class MultiHeadAttention(nn.Module):
         dim: token width ``D``.
         heads: number of heads; ``D`` must be divisible by it.
         qkv_bias: whether the ``qkv`` projection has a bias.
+
+    Reference: Vaswani et al. (2017), Eq. 1 and §3.2.2 (scaled dot-product and multi-head attention).
     """
 
     def __init__(self, dim: int, heads: int, *, qkv_bias: bool = True) -> None:
         super().__init__()
-        if not isinstance(heads, int) or heads < 1 or dim % heads:
+        check_int(dim, "dim")
+        check_int(heads, "heads")
+        if dim % heads:
             raise ValueError(f"heads must be a positive int dividing dim={dim}, got {heads!r}")
         self.dim, self.heads, self.head_dim = dim, heads, dim // heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
     def _project(self, x: Tensor, rope: Tensor | Rotary | None) -> tuple[Tensor, Tensor, Tensor]:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"x must have shape (n, L, {self.dim}), got {tuple(x.shape)}")
+        check_state(x, "x")
+        if x.ndim != 3 or x.shape[-1] != self.dim or x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have shape (n, L, {self.dim}) with n, L >= 1, got {tuple(x.shape)}")
         n, length, _ = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if rope is not None:
@@ -121,6 +138,10 @@ class MultiHeadAttention(nn.Module):
         """
         if mask is not None and block_size is not None:
             raise ValueError("give either mask or block_size, not both")
+        if mask is not None and not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a boolean tensor or None, got {type(mask).__name__}")
+        if block_size is not None:
+            check_int(block_size, "block_size")
         q, k, v = self._project(x, rope)
         if block_size == 1:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -147,6 +168,10 @@ class MultiHeadAttention(nn.Module):
         Returns:
             ``(out, cache)``: shape ``(n, L_new, D)`` and the cache with ``L_new`` more tokens.
         """
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
+        if block_size is not None:
+            check_int(block_size, "block_size")
         q, k, v = self._project(x, rope)
         new_cache = KVCache(k, v) if cache is None else cache.extend(k, v)
         mask = None

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffbook._checks import check_int, check_state
 from diffbook.nets.layers import TimestepEmbedding, expand_noise_level
 
 __all__ = ["NoisyClassifier"]
@@ -38,14 +39,15 @@ class NoisyClassifier(nn.Module):
         channels: width of the first convolution; the others use ``2 * channels``.
         num_classes: number of classes (10 for the digits).
         emb_dim: width of the noise-level embedding.
+
+    Reference: Dhariwal & Nichol (2021), §4 (noise-aware classifier); Karras et al. (2022), Table 1 (c_noise = log(σ)/4).
     """
 
     def __init__(self, in_channels: int = 1, *, channels: int = 32, num_classes: int = 10, emb_dim: int = 64) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("channels", channels), ("num_classes", num_classes),
                             ("emb_dim", emb_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.in_channels, self.num_classes = in_channels, num_classes
@@ -62,15 +64,14 @@ class NoisyClassifier(nn.Module):
     def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
         """``x`` of shape ``(n, C, H, W)`` (VE-scaled, ``x̄``) and ``sigma`` (``σ̄ > 0``, a number or shape
         ``(n,)``) to class logits of shape ``(n, num_classes)``."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must have shape (n, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        check_state(x, "x")
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (n, {self.in_channels}, H, W) with n >= 1, got {tuple(x.shape)}")
+        if isinstance(sigma, bool) or not isinstance(sigma, (Tensor, int, float)):
+            raise TypeError(f"sigma must be a tensor or a real number, got {type(sigma).__name__}")
         sig = expand_noise_level(sigma, x.shape[0], x.device)
-        if not bool((sig > 0).all()):
-            raise ValueError("sigma must be > 0 (it enters as log(sigma)/4)")
+        if not bool((torch.isfinite(sig) & (sig > 0)).all()):  # one sync per call: guidance is not the hot loop
+            raise ValueError("sigma must be finite and > 0 (it enters as log(sigma)/4)")
         dtype = self.head.weight.dtype
         h = (x.to(dtype) / torch.sqrt(1.0 + sig.to(dtype) ** 2).reshape(-1, 1, 1, 1))
         emb = F.silu(self.embed(torch.log(sig) / 4.0))

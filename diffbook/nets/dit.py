@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from diffbook._checks import check_int, check_real, check_state
 from diffbook.nets.attention import MultiHeadAttention
 from diffbook.nets.layers import (
     AdaLNZero,
@@ -30,7 +31,7 @@ from diffbook.nets.layers import (
 )
 from diffbook.nets.rope import Rotary, axial_rope_angles, grid_positions, rotary_tables
 
-__all__ = ["DiTBlock", "DiT", "PRESETS"]
+__all__ = ["patchify", "unpatchify", "DiTBlock", "DiT", "PRESETS"]
 
 PRESETS: dict[str, dict[str, int]] = {
     "S/2": dict(depth=12, hidden=384, heads=6, patch_size=2),
@@ -41,6 +42,66 @@ PRESETS: dict[str, dict[str, int]] = {
 """DiT sizes from Peebles & Xie (2023), Table 1: depth, width, heads (and patch size)."""
 
 
+def patchify(x: Tensor, patch_size: int) -> Tensor:
+    """Cut images into non-overlapping ``p × p`` patches, one token per patch (Peebles & Xie 2023, §3.2).
+
+    Patch ``(i, j)`` of the ``h × w`` grid (``h = H/p``, ``w = W/p``) becomes token ``i·w + j`` (row-major),
+    and pixel ``(r, s)`` of channel ``c`` inside it becomes feature ``(r·p + s)·C + c``.
+
+    Args:
+        x: images, shape ``(n, C, H, W)`` with ``H, W`` divisible by ``patch_size``.
+        patch_size: the patch side ``p``.
+    Returns:
+        Shape ``(n, h·w, p·p·C)``; :func:`unpatchify` inverts it exactly.
+
+    Reference: Peebles & Xie (2023), §3.2 ("Patchify"); Dosovitskiy et al. (2021), §3.1.
+    """
+    n, channels, height, width = _check_grid(x, patch_size, "x")
+    p = patch_size
+    h, w = height // p, width // p
+    x = x.reshape(n, channels, h, p, w, p)  # (n, C, i, r, j, s)
+    return x.permute(0, 2, 4, 3, 5, 1).reshape(n, h * w, p * p * channels)  # (n, (i, j), (r, s, C))
+
+
+def unpatchify(patches: Tensor, patch_size: int, height: int, width: int) -> Tensor:
+    """Reassemble tokens of patches into images: the exact inverse of :func:`patchify`.
+
+    Args:
+        patches: shape ``(n, h·w, p·p·C)`` with ``h = height/p``, ``w = width/p``, tokens in row-major order.
+        patch_size: the patch side ``p``.
+        height, width: the image size ``H, W``, divisible by ``p``.
+    Returns:
+        Shape ``(n, C, H, W)``.
+
+    Reference: Peebles & Xie (2023), §3.2 (the decoder's "rearrange into the original spatial layout").
+    """
+    p = patch_size
+    for name, value in (("patch_size", p), ("height", height), ("width", width)):
+        check_int(value, name)
+    if height % p or width % p:
+        raise ValueError(f"height and width must be divisible by patch_size={p}, got {(height, width)}")
+    check_state(patches, "patches")
+    h, w = height // p, width // p
+    if patches.ndim != 3 or patches.shape[1] != h * w or patches.shape[2] % (p * p):
+        raise ValueError(f"patches must have shape (n, {h * w}, {p}*{p}*C) for {height}x{width} images, "
+                         f"got {tuple(patches.shape)}")
+    n, channels = patches.shape[0], patches.shape[2] // (p * p)
+    patches = patches.reshape(n, h, w, p, p, channels)  # (n, i, j, r, s, C)
+    return patches.permute(0, 5, 1, 3, 2, 4).reshape(n, channels, height, width)  # (n, C, (i, r), (j, s))
+
+
+def _check_grid(x: object, patch_size: object, name: str) -> tuple[int, int, int, int]:
+    check_int(patch_size, "patch_size")
+    check_state(x, name)
+    assert isinstance(x, Tensor)
+    if x.ndim != 4:
+        raise ValueError(f"{name} must have shape (n, C, H, W), got {tuple(x.shape)}")
+    if x.shape[2] % patch_size or x.shape[3] % patch_size:
+        raise ValueError(f"{name}'s height and width must be divisible by patch_size={patch_size}, "
+                         f"got {tuple(x.shape[2:])}")
+    return tuple(x.shape)  # type: ignore[return-value]
+
+
 class DiTBlock(nn.Module):
     """One adaLN-Zero transformer block (Peebles & Xie 2023, Fig. 3).
 
@@ -48,10 +109,15 @@ class DiTBlock(nn.Module):
         hidden: token width.
         heads: attention heads.
         mlp_ratio: MLP width as a multiple of ``hidden``.
+
+    Reference: Peebles & Xie (2023), §3.2 and Fig. 3 (adaLN-Zero block).
     """
 
     def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
+        check_int(hidden, "hidden")
+        check_int(heads, "heads")
+        check_real(mlp_ratio, "mlp_ratio", positive=True)
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = MultiHeadAttention(hidden, heads)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
@@ -100,6 +166,8 @@ class DiT(nn.Module):
         abs_pos: add fixed 2-D sin-cos absolute position embeddings to the tokens (the original DiT).
         rope_base: RoPE base; a plain attribute, so it can be changed after training (NTK-style scaling).
         time_scale: multiplies ``noise_level`` before the sinusoidal embedding.
+
+    Reference: Peebles & Xie (2023), §3.2 and Table 1; Su et al. (2021), Eq. 34 (RoPE); Heo et al. (2024), §3 (axial 2-D RoPE).
     """
 
     def __init__(
@@ -121,8 +189,11 @@ class DiT(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("patch_size", patch_size), ("hidden", hidden),
                             ("depth", depth), ("heads", heads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
+        check_real(mlp_ratio, "mlp_ratio", positive=True)
+        check_real(time_scale, "time_scale", positive=True)
+        if check_real(rope_base, "rope_base") <= 1.0:
+            raise ValueError(f"rope_base must be > 1, got {rope_base!r}")
         if hidden % heads:
             raise ValueError(f"heads={heads} must divide hidden={hidden}")
         if rope and (hidden // heads) % 4:
@@ -194,12 +265,9 @@ class DiT(nn.Module):
         Returns:
             Shape ``(n, C_out, H, W)``, ``C_out = C`` (or ``2C`` with ``learn_sigma``).
         """
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (n, C, H, W), got {tuple(x.shape)}")
+        check_state(x, "x")
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (n, C, H, W) with n >= 1, got {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have {self.in_channels} channels, got shape {tuple(x.shape)}")
         p = self.patch_size
@@ -210,6 +278,7 @@ class DiT(nn.Module):
         n, _, height, width = x.shape
         h, w = height // p, width // p
 
+        # a p×p convolution with stride p is a linear map of each patch: a linear map of patchify(x)
         tokens = self.patch(x).flatten(2).transpose(1, 2)  # (n, h*w, hidden)
         positions = grid_positions(h, w, offset=pos_offset, scale=pos_scale, device=x.device)  # (h*w, 2)
         if self.abs_pos:
@@ -224,6 +293,4 @@ class DiT(nn.Module):
         for block in self.blocks:
             tokens = block(tokens, c, rope)
         patches = self.final(tokens, c)  # (n, h*w, p*p*C_out)
-
-        patches = patches.view(n, h, w, p, p, self.out_channels)
-        return patches.permute(0, 5, 1, 3, 2, 4).reshape(n, self.out_channels, height, width)
+        return unpatchify(patches, p, height, width)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffbook._checks import check_int, check_real
 from diffbook.nets.layers import LabelEmbedding, TimestepEmbedding, expand_noise_level
 
 __all__ = ["MLP"]
@@ -48,6 +49,8 @@ class MLP(nn.Module):
         time_scale: multiplies ``noise_level`` before the sinusoidal embedding (see
             :class:`~diffbook.nets.layers.TimestepEmbedding`; use about 1000 for a noise level in ``[0, 1]``).
         freq_dim: number of sinusoidal features of the noise level.
+
+    Reference: Ho et al. (2020), App. B (conditioning); He et al. (2016), §3 (pre-activation residual blocks).
     """
 
     def __init__(
@@ -62,8 +65,8 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
+        check_real(time_scale, "time_scale", positive=True)
         self.config = dict(dim=dim, hidden=hidden, depth=depth, num_classes=num_classes,
                            time_scale=time_scale, freq_dim=freq_dim)
         self.dim = dim
@@ -92,8 +95,8 @@ class MLP(nn.Module):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (n, {self.dim}), got {tuple(x.shape)}")
+        if x.ndim != 2 or x.shape[1] != self.dim or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (n, {self.dim}) with n >= 1, got {tuple(x.shape)}")
         if self.label is None and labels is not None:
             raise ValueError("labels were given but this MLP is unconditional; build it with num_classes=...")
         n = x.shape[0]

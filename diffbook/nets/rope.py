@@ -20,6 +20,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffbook._checks import check_int, check_real, check_state
+from diffbook.device import check_device
+
 __all__ = [
     "rope_frequencies",
     "rope_angles",
@@ -38,13 +41,24 @@ def rope_frequencies(dim: int, base: float = 10000.0, *, device: torch.device | 
 
     Returns:
         Shape ``(dim/2,)``, float32.
+
+    Reference: Su et al. (2021), Eq. 15.
     """
-    if not isinstance(dim, int) or dim < 2 or dim % 2:
+    check_int(dim, "dim", minimum=2)
+    if dim % 2:
         raise ValueError(f"dim must be an even int >= 2, got {dim!r}")
-    if base <= 1.0:
+    if check_real(base, "base") <= 1.0:
         raise ValueError(f"base must be > 1, got {base}")
+    device = check_device(device, "device") if device is not None else None
     exponents = torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim
     return torch.pow(torch.tensor(float(base), device=device), -exponents)
+
+
+def _check_positions(positions: object) -> None:
+    if not isinstance(positions, Tensor):
+        raise TypeError(f"positions must be a tensor, got {type(positions).__name__}")
+    if positions.is_complex() or positions.dtype == torch.bool:
+        raise TypeError(f"positions must be real-valued, got dtype {positions.dtype}")
 
 
 def rope_angles(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
@@ -55,9 +69,10 @@ def rope_angles(positions: Tensor, dim: int, base: float = 10000.0) -> Tensor:
         dim: the head dimension ``D`` (even).
     Returns:
         Shape ``(..., L, D/2)``, float32.
+
+    Reference: Su et al. (2021), Eq. 34 (angle m θ_i).
     """
-    if not isinstance(positions, Tensor):
-        raise TypeError(f"positions must be a tensor, got {type(positions).__name__}")
+    _check_positions(positions)
     return positions.float()[..., None] * rope_frequencies(dim, base, device=positions.device)
 
 
@@ -69,13 +84,15 @@ def axial_rope_angles(positions: Tensor, dim: int, base: float = 10000.0) -> Ten
         dim: the head dimension ``D``, divisible by ``2 A``.
     Returns:
         Shape ``(..., L, D/2)``, float32: the first ``D/(2A)`` angles follow axis 0, and so on.
+
+    Reference: Heo et al. (2024), §3 (axial frequencies).
     """
-    if not isinstance(positions, Tensor):
-        raise TypeError(f"positions must be a tensor, got {type(positions).__name__}")
+    _check_positions(positions)
     if positions.ndim < 2:
         raise ValueError(f"positions must have shape (..., L, axes), got {tuple(positions.shape)}")
     axes = positions.shape[-1]
-    if dim % (2 * axes):
+    check_int(dim, "dim", minimum=2)
+    if axes < 1 or dim % (2 * axes):
         raise ValueError(f"dim must be divisible by 2 * axes = {2 * axes}, got {dim}")
     return torch.cat([rope_angles(positions[..., a], dim // axes, base) for a in range(axes)], dim=-1)
 
@@ -88,13 +105,31 @@ def rotary_tables(angles: Tensor) -> Rotary:
     """``(cos, sin)`` of ``angles`` (shape ``(..., L, D/2)``), each repeated for both halves: ``(..., L, D)``.
 
     Compute them once per forward pass and hand them to every attention layer.
+
+    Reference: Su et al. (2021), Eq. 34 (the cos and sin factors).
     """
+    check_state(angles, "angles")
     cos, sin = torch.cos(angles), torch.sin(angles)
     return torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)
 
 
+def _check_features(x: object) -> None:
+    check_state(x, "x")
+    if x.ndim < 1 or x.shape[-1] % 2 or x.shape[-1] == 0:  # type: ignore[union-attr]
+        raise ValueError(f"x must have an even, non-zero number of features (last axis), got shape {tuple(x.shape)}")  # type: ignore[union-attr]
+
+
 def rotate_half(x: Tensor) -> Tensor:
-    """``(x₁, x₂) ↦ (-x₂, x₁)`` on the two halves of the last axis."""
+    """``(x₁, x₂) ↦ (-x₂, x₁)`` on the two halves of the last axis.
+
+    Args:
+        x: shape ``(..., D)`` with ``D`` even.
+    Returns:
+        Shape of ``x``.
+
+    Reference: Su et al. (2021), Eq. 34 (the rotate-half form of the rotation); Black et al. (2022), GPT-NeoX.
+    """
+    _check_features(x)
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat([-x2, x1], dim=-1)
 
@@ -108,8 +143,18 @@ def apply_rotary(x: Tensor, rotary: Tensor | Rotary) -> Tensor:
             broadcastable against ``x``. The tables are cast to ``x``'s dtype (bf16 under autocast).
     Returns:
         Shape and dtype of ``x``.
+
+    Reference: Su et al. (2021), Eq. 34.
     """
-    cos, sin = rotary if isinstance(rotary, tuple) else rotary_tables(rotary)
+    _check_features(x)
+    if isinstance(rotary, tuple):
+        if len(rotary) != 2 or not all(isinstance(t, Tensor) for t in rotary):
+            raise TypeError("rotary must be angles (a tensor) or a (cos, sin) pair of tensors")
+        cos, sin = rotary
+    elif isinstance(rotary, Tensor):
+        cos, sin = rotary_tables(rotary)
+    else:
+        raise TypeError(f"rotary must be angles (a tensor) or a (cos, sin) pair of tensors, got {type(rotary).__name__}")
     if x.shape[-1] != cos.shape[-1]:
         raise ValueError(f"rotary tables must have {x.shape[-1]} columns for x with {x.shape[-1]} features "
                          f"(angles: {x.shape[-1] // 2}), got {cos.shape[-1]}")
@@ -120,7 +165,10 @@ def apply_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     """1-D RoPE: rotate queries or keys ``x`` of shape ``(..., L, D)`` for positions ``(..., L)``.
 
     Su et al. (2021). Returns a tensor shaped like ``x``.
+
+    Reference: Su et al. (2021), eq. (34).
     """
+    _check_features(x)
     return apply_rotary(x, rope_angles(positions, x.shape[-1], base))
 
 
@@ -129,8 +177,22 @@ def apply_axial_rope(x: Tensor, positions: Tensor, base: float = 10000.0) -> Ten
 
     Heo et al. (2024). With ``A = 2`` the pairs ``(i, i + D/2)`` with ``i < D/4`` rotate with the row and the
     others with the column.
+
+    Reference: Heo et al. (2024), §3 (axial frequencies); Su et al. (2021), eq. (34).
     """
+    _check_features(x)
     return apply_rotary(x, axial_rope_angles(positions, x.shape[-1], base))
+
+
+def _pair(value: object, name: str, *, positive: bool = False, scalar_ok: bool = True) -> tuple[float, float]:
+    """A number (if ``scalar_ok``) or a pair of finite numbers, as a pair of floats."""
+    if scalar_ok and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        what = "a number or a (row, col) pair" if scalar_ok else "a (row, col) pair of numbers"
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    a, b = (check_real(v, name, positive=positive) for v in value)
+    return a, b
 
 
 def grid_positions(
@@ -149,11 +211,13 @@ def grid_positions(
 
     Returns:
         Shape ``(height * width, 2)``, float32.
+
+    Reference: Heo et al. (2024), §3 (2-D patch positions); Chen et al. (2023), §2.3 (position interpolation).
     """
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    scale_row, scale_col = (scale, scale) if isinstance(scale, (int, float)) else scale
+    check_int(height, "height")
+    check_int(width, "width")
+    scale_row, scale_col = _pair(scale, "scale", positive=True)
+    offset = _pair(offset, "offset", scalar_ok=False)
     rows = offset[0] + scale_row * torch.arange(height, dtype=torch.float32, device=device)
     cols = offset[1] + scale_col * torch.arange(width, dtype=torch.float32, device=device)
     grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)

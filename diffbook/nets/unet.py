@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffbook._checks import check_int, check_real
 from diffbook.nets.attention import MultiHeadAttention
 from diffbook.nets.layers import LabelEmbedding, TimestepEmbedding, expand_noise_level
 
@@ -91,6 +92,8 @@ class UNet(nn.Module):
         groups: GroupNorm groups (must divide every level's width).
         dropout: dropout inside the residual blocks.
         time_scale: multiplies ``noise_level`` before the sinusoidal embedding.
+
+    Reference: Ronneberger et al. (2015), Fig. 1; Ho et al. (2020), App. B; Dhariwal & Nichol (2021), §3.
     """
 
     def __init__(
@@ -109,10 +112,16 @@ class UNet(nn.Module):
         super().__init__()
         positive = (("in_channels", in_channels), ("channels", channels), ("blocks_per_level", blocks_per_level))
         for name, value in positive:
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if len(channel_mult) < 1 or any(not isinstance(m, int) or m < 1 for m in channel_mult):
+            check_int(value, name)
+        if not isinstance(channel_mult, (tuple, list)):
+            raise TypeError(f"channel_mult must be a tuple of positive ints, got {type(channel_mult).__name__}")
+        if len(channel_mult) < 1 or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in channel_mult):
             raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {channel_mult!r}")
+        check_int(groups, "groups")
+        check_int(heads, "heads")
+        if not 0.0 <= check_real(dropout, "dropout") < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_real(time_scale, "time_scale", positive=True)
         widths = [channels * m for m in channel_mult]
         if any(w % groups for w in widths):
             raise ValueError(f"groups={groups} must divide every level width {widths}")
@@ -172,8 +181,8 @@ class UNet(nn.Module):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (n, C, H, W), got {tuple(x.shape)}")
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (n, C, H, W) with n >= 1, got {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x must have {self.in_channels} channels, got shape {tuple(x.shape)}")
         if x.shape[2] % self.factor or x.shape[3] % self.factor:
