@@ -13,13 +13,15 @@ from diffbook.exercises.core import LOG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 STUBS = sorted((ROOT / "exercises").glob("*.ipynb"))
+CELL_TIMEOUT_S = 300  # per cell: the slowest exercise cell takes well under a minute at `tiny`
 
 
 def run(path: Path, log: Path) -> list[dict]:
     nb = nbformat.read(path, as_version=4)
     os.environ[LOG_ENV] = str(log)
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
     finally:
         os.environ.pop(LOG_ENV, None)
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
@@ -35,3 +37,7 @@ def test_solutions_pass_and_stubs_fail(stub, tmp_path):
     assert [v["exercise"] for v in unsolved] == labels, "stub and solution must run the same checks"
     assert all(v["passed"] for v in solved), [v for v in solved if not v["passed"]]
     assert not any(v["passed"] for v in unsolved), [v for v in unsolved if v["passed"]]
+    # an unfilled stub gets a clear verdict, never the catch-all of a checker that crashed on it
+    assert not any("checking your answer raised" in v["message"] for v in unsolved), unsolved
+    # worked solutions are the book's model answers: they do not change their inputs in place
+    assert not any("changed its input" in v["message"] for v in solved), solved

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from diffbook.foundations.convergence import fit_order, global_errors
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
 from diffbook.foundations.flows import limit_cycle_field, limit_cycle_flow
 from diffbook.ode import euler_step, heun_step
 
@@ -37,6 +37,7 @@ def _probe() -> tuple[Callable[[Tensor, Tensor], Tensor], Tensor, Tensor, Tensor
 def check_euler_step(euler: Any) -> str:
     """Exercise 1.1: ``euler_step(u, t, x, h)`` is forward Euler, for positive and negative ``h``."""
     u, t, x, h = _probe()
+    expected, expected_back = euler_step(u, t, x, h), euler_step(u, t, x, -h)
     out = as_tensor(call(euler, "euler_step", u, t, x, h), "euler_step", tuple(x.shape))
     mistakes = [
         (x + u(t, x), "off by a factor h on a linear ODE: you added u(t, x) instead of h·u(t, x)."),
@@ -45,10 +46,10 @@ def check_euler_step(euler: Any) -> str:
         (x + h * u(t + h, x), "you evaluated the field at t + h; forward Euler uses the slope at the start, u(t, x)."),
         (x + h * u(torch.zeros_like(t), x), "you evaluated the field at time 0; use the current time t."),
     ]
-    expected = "on dx/dt = -(1+t)x with t=0.5, h=0.1 your step is off by up to {err}; expected x + h·u(t, x)."
-    diagnose(out, euler_step(u, t, x, h), mistakes, expected)
+    message = "on dx/dt = -(1+t)x with t=0.5, h=0.1 your step is off by up to {err}; expected x + h·u(t, x)."
+    diagnose(out, expected, mistakes, message)
     back = as_tensor(call(euler, "euler_step", u, t, x, -h), "euler_step", tuple(x.shape))
-    if not close(back, euler_step(u, t, x, -h)):
+    if not close(back, expected_back):
         raise Fail("correct for h > 0 but not for h < 0; do not take |h|: a negative step runs time backwards.")
     return "x + h·u(t, x) on a linear test ODE, for positive and negative steps."
 
@@ -57,6 +58,7 @@ def check_euler_step(euler: Any) -> str:
 def check_heun_step(heun: Any) -> str:
     """Exercise 1.2: ``heun_step(u, t, x, h)`` is Heun's predictor-corrector step."""
     u, t, x, h = _probe()
+    expected = heun_step(u, t, x, h)
     out = as_tensor(call(heun, "heun_step", u, t, x, h), "heun_step", tuple(x.shape))
     k1 = u(t, x)
     k2 = u(t + h, x + h * k1)
@@ -67,8 +69,7 @@ def check_heun_step(heun: Any) -> str:
         (x + h * u(t + h / 2, x + h / 2 * k1), "that is the explicit midpoint method (also order 2), not Heun's trapezoid."),
         (x + 0.5 * h * (k1 + u(t, x + h * k1)), "evaluate the corrector at time t + h, not t."),
     ]
-    expected = "on dx/dt = -(1+t)x your step is off by up to {err}; expected x + (h/2)(k1 + k2)."
-    diagnose(out, heun_step(u, t, x, h), mistakes, expected)
+    diagnose(out, expected, mistakes, "on dx/dt = -(1+t)x your step is off by up to {err}; expected x + (h/2)(k1 + k2).")
     return "predictor u(t, x), corrector u(t + h, x + h·k1), and their average: Heun's second-order step."
 
 
@@ -134,25 +135,30 @@ def check_log_density(log_p: Any) -> str:
     return "log p_t(x) = log N(x; 0, e^{2at}): the change of variables, exactly, for several t and a."
 
 
+def _reference_midpoint(u: Callable[[Tensor, Tensor], Tensor], t: Tensor, x: Tensor, h: Tensor) -> Tensor:
+    return x + h * u(t + h / 2, x + h / 2 * u(t, x))
+
+
 @checker("1.6", "midpoint_step", "measured_order")
 def check_midpoint(midpoint: Any, measured: Any) -> str:
     """Exercise 1.6: the explicit midpoint step, and its measured order (about 2)."""
     u, t, x, h = _probe()
+    expected = _reference_midpoint(u, t, x, h)
     out = as_tensor(call(midpoint, "midpoint_step", u, t, x, h), "midpoint_step", tuple(x.shape))
     mistakes = [
         (euler_step(u, t, x, h), "`midpoint_step` is Euler's step; take a half Euler step first, then use the slope there."),
         (heun_step(u, t, x, h), "`midpoint_step` is Heun's step; the midpoint method uses one slope, at t + h/2."),
     ]
-    expected = x + h * u(t + h / 2, x + h / 2 * u(t, x))
     diagnose(out, expected, mistakes, "`midpoint_step` is off by up to {err}; it should be x + h·u(t + h/2, x + (h/2)·u(t, x)).")
-    slope = as_tensor(measured, "measured_order", ())
+    slope = as_number(measured, "measured_order")
+    # our own measurement, with our own midpoint step: never the student's function
     field = limit_cycle_field()
     x0 = torch.tensor([[0.6, 0.0], [0.2, 0.3], [-0.4, 0.9]], dtype=torch.float64)
-    hs, errs = global_errors(midpoint, field, x0, 0.0, 1.5, lambda z: limit_cycle_flow(z, 1.5), [16, 32, 64, 128])
+    hs, errs = global_errors(_reference_midpoint, field, x0, 0.0, 1.5, lambda z: limit_cycle_flow(z, 1.5), [16, 32, 64, 128])
     ours = fit_order(hs, errs)
-    if abs(float(slope) - 2.0) > 0.25:
+    if abs(slope - 2.0) > 0.25:
         raise Fail(
-            f"your step is right, but your measured order is {float(slope):.3g} and it should be near 2 "
+            f"your step is right, but your measured order is {slope:.3g} and it should be near 2 "
             f"(we measure {ours:.3f}). Use float64, several halvings of h, and a log-log slope of error against h."
         )
-    return f"midpoint step correct, measured order {float(slope):.3f} (ours {ours:.3f}): second order, like Heun."
+    return f"midpoint step correct, measured order {slope:.3f} (ours {ours:.3f}): second order, like Heun."

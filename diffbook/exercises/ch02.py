@@ -10,7 +10,7 @@ from torch import Tensor
 
 from diffbook.foundations.brownian import brownian_increments, coarsen
 from diffbook.foundations.convergence import fit_order
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, diagnose
+from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, diagnose
 from diffbook.foundations.processes import gbm_solution
 from diffbook.foundations.sde_errors import euler_maruyama_increments, strong_error
 
@@ -236,7 +236,7 @@ def _measure_gbm_strong_order(n_paths: int = 3000, steps: tuple[int, ...] = (8, 
 @checker("2.6", "strong_order")
 def check_strong_order(measured: Any) -> str:
     """Exercise 2.6: the measured strong order of Euler–Maruyama on geometric Brownian motion (about ½)."""
-    p = float(as_tensor(measured, "strong_order", ()))
+    p = as_number(measured, "strong_order")
     if abs(p - 0.5) <= 0.15:
         return f"strong order {p:.3f} (ours {_measure_gbm_strong_order():.3f}): ½, not Euler's 1, because the noise is multiplicative."
     if abs(p - 1.0) <= 0.2:
@@ -285,7 +285,7 @@ def check_milstein(fn: Any, measured: Any) -> str:
     ]
     expected = scheme(lambda x, d: 0.5 * sig * x * sig * (d**2 - h))
     diagnose(out, expected, mistakes, "on GBM your X_N is off by up to {err}; the step is X + f h + g ΔW + ½ g g' (ΔW² - h).")
-    p = float(as_tensor(measured, "milstein_order", ()))
+    p = as_number(measured, "milstein_order")
     if abs(p - 1.0) > 0.2:
         if abs(p - 0.5) < 0.15:
             raise Fail(f"your scheme is right, but the measured order {p:.3g} ≈ ½ is Euler–Maruyama's: did you measure EM, "

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
 from diffbook.foundations.likelihood import hutchinson_divergence, pf_ode_log_likelihood
 from diffbook.ode import integrate, time_grid
 from diffbook.schedules import VPLinear
@@ -255,8 +255,8 @@ def _distance_reference() -> tuple[float, float, float]:
 @checker("4.6", "dist_to_start", "dist_between_runs")
 def check_reverse_distances(dist_to_start: Any, dist_between_runs: Any) -> str:
     """Exercise 4.6: forward to T = 0.3 and back with the reverse SDE: mean distances to the start and between runs."""
-    d_start = float(as_tensor(dist_to_start, "dist_to_start", ()))
-    d_runs = float(as_tensor(dist_between_runs, "dist_between_runs", ()))
+    d_start = as_number(dist_to_start, "dist_to_start")
+    d_runs = as_number(dist_between_runs, "dist_between_runs")
     ref_start, ref_runs, ref_ode = _distance_reference()
     if d_start < 0.1:
         raise Fail("`dist_to_start` is about 0: you compared x0 with itself; run the reverse SDE from x_T first.")

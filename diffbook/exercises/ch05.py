@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.core import (
+    Fail, as_expr, as_number, as_tensor, as_tuple, call, checker, close, diagnose, show_value,
+)
 from diffbook.toy import GaussianMixture
 
 __all__ = [
@@ -53,7 +55,7 @@ def check_conditional_score(expr: Any) -> str:
         if sp.simplify(got - wrong) == 0:
             raise Fail(message)
     probe = {x: 1.5, x0: 0.5, alpha: 0.8, sigma: 0.5}
-    raise Fail(f"at x = 1.5, x0 = 0.5, α = 0.8, σ = 0.5 your expression gives {float(got.subs(probe)):.4g}, expected -4.4.")
+    raise Fail(f"at x = 1.5, x0 = 0.5, α = 0.8, σ = 0.5 your expression gives {show_value(got.subs(probe))}, expected -4.4.")
 
 
 def _tweedie_probe() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,7 +109,7 @@ def check_gaussian_posterior_mean(expr: Any) -> str:
         if sp.simplify(got - wrong) == 0:
             raise Fail(message)
     probe = {x: 1.0, m: 0.5, s: 2.0, alpha: 0.8, sigma: 0.6}
-    raise Fail(f"at x = 1, m = 0.5, s = 2, α = 0.8, σ = 0.6 your expression gives {float(got.subs(probe)):.4g}, "
+    raise Fail(f"at x = 1, m = 0.5, s = 2, α = 0.8, σ = 0.6 your expression gives {show_value(got.subs(probe))}, "
                f"expected {float(truth.subs(probe)):.4g}. Hint: the score of N(α m, α² s² + σ²), then Tweedie.")
 
 
@@ -120,9 +122,7 @@ def check_from_v(fn: Any) -> str:
     for a, s in [(0.8, 0.6), (1.0, 2.0), (0.5, 0.3)]:
         at, st = torch.tensor(a, dtype=f64), torch.tensor(s, dtype=f64)
         x, v = a * x0 + s * eps, a * eps - s * x0
-        out = call(fn, "eps_and_x0_from_v", x, v, at, st)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise Fail("return a pair (eps, x0)")
+        out = as_tuple(call(fn, "eps_and_x0_from_v", x, v, at, st), "eps_and_x0_from_v", 2, "a pair (eps, x0)")
         e_hat = as_tensor(out[0], "eps (first returned value)", tuple(x.shape))
         x_hat = as_tensor(out[1], "x0 (second returned value)", tuple(x.shape))
         if close(e_hat, x0) and close(x_hat, eps):
@@ -152,7 +152,7 @@ def check_loss_weights(expr_x0: Any, expr_v: Any) -> str:
             raise Fail("w_x0 is inverted: σ²/α², since x̂0 - x0 = -(σ/α)(ε̂ - ε).")
         if sp.simplify(w0 - sigma**2) == 0:
             raise Fail("w_x0: you dropped the 1/α from x̂0 = (x - σ ε̂)/α.")
-        raise Fail(f"w_x0 at α = 0.8, σ = 0.6 is {float(w0.subs({alpha: 0.8, sigma: 0.6})):.4g}, expected 0.5625 = σ²/α².")
+        raise Fail(f"w_x0 at α = 0.8, σ = 0.6 is {show_value(w0.subs({alpha: 0.8, sigma: 0.6}))}, expected 0.5625 = σ²/α².")
     if sp.simplify(wv - tv) != 0:
         if sp.simplify(wv - (alpha**2 + sigma**2) / alpha) == 0:
             raise Fail("w_v: square the factor: v̂ - v = ((α² + σ²)/α)(ε̂ - ε), so w = ((α² + σ²)/α)².")
@@ -160,7 +160,7 @@ def check_loss_weights(expr_x0: Any, expr_v: Any) -> str:
             raise Fail("w_v = 1/α² only on VP paths (α² + σ² = 1); the general weight is ((α² + σ²)/α)².")
         if sp.simplify(wv - alpha**2) == 0 or sp.simplify(wv - (alpha**2 + sigma**2)) == 0:
             raise Fail("w_v: substitute x̂0 - x0 = -(σ/α)(ε̂ - ε) into v̂ - v = α(ε̂ - ε) - σ(x̂0 - x0).")
-        raise Fail(f"w_v at α = 0.8, σ = 0.6 is {float(wv.subs({alpha: 0.8, sigma: 0.6})):.4g}, expected 1.5625 = ((α² + σ²)/α)².")
+        raise Fail(f"w_v at α = 0.8, σ = 0.6 is {show_value(wv.subs({alpha: 0.8, sigma: 0.6}))}, expected 1.5625 = ((α² + σ²)/α)².")
     return "w_x0 = σ²/α² and w_v = ((α² + σ²)/α)²: the parameterisations share one minimiser and differ only in weighting."
 
 
@@ -180,8 +180,8 @@ def _floor_reference(sigma: float, n: int = 200_000) -> tuple[float, float]:
 @checker("5.6", "floor_low", "floor_high")
 def check_noise_floor(low: Any, high: Any) -> str:
     """Exercise 5.6: the relative floor ``E(ε - E[ε|x])² / E ε²`` at σ = 0.05 and σ = 3 (Monte Carlo)."""
-    lo = float(as_tensor(low, "floor_low", ()))
-    hi = float(as_tensor(high, "floor_high", ()))
+    lo = as_number(low, "floor_low")
+    hi = as_number(high, "floor_high")
     ref_lo, naive_lo = _floor_reference(0.05)
     ref_hi, naive_hi = _floor_reference(3.0)
     tol_lo, tol_hi = 0.02, 0.005  # Monte-Carlo error with 10^5 samples is about 0.004 and 0.0005

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor
 
 from diffbook.foundations import ddpm, ddpm_bound
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.core import (
+    Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose, show_value,
+)
 from diffbook.schedules import alphas_cumprod, linear_betas
 
 __all__ = [
@@ -63,8 +65,8 @@ def check_posterior_variance(expr: Any) -> str:
     for w, message in wrong:
         if sp.simplify(ans - w) == 0:
             raise Fail(message)
-    val = float(ans.subs({beta: sp.Rational(1, 10), abar_prev: sp.Rational(1, 2)}))
-    raise Fail(f"at β = 0.1, ᾱ_(t-1) = 0.5 yours gives {val:.5g}; expected {float(truth.subs({beta: 0.1, abar_prev: 0.5})):.5g}.")
+    val = show_value(ans.subs({beta: sp.Rational(1, 10), abar_prev: sp.Rational(1, 2)}), 5)
+    raise Fail(f"at β = 0.1, ᾱ_(t-1) = 0.5 yours gives {val}; expected {float(truth.subs({beta: 0.1, abar_prev: 0.5})):.5g}.")
 
 
 @checker("6.2", "posterior_mean")
@@ -148,8 +150,8 @@ def check_elbo_weight(expr: Any) -> str:
     for w, message in wrong:
         if sp.simplify(ans - w) == 0:
             raise Fail(message)
-    val = float(ans.subs({beta: sp.Rational(1, 100), abar_prev: sp.Rational(9, 10)}))
-    raise Fail(f"at β = 0.01, ᾱ_(t-1) = 0.9 yours gives {val:.5g}; expected {float(truth.subs({beta: 0.01, abar_prev: 0.9})):.5g}.")
+    val = show_value(ans.subs({beta: sp.Rational(1, 100), abar_prev: sp.Rational(9, 10)}), 5)
+    raise Fail(f"at β = 0.01, ᾱ_(t-1) = 0.9 yours gives {val}; expected {float(truth.subs({beta: 0.01, abar_prev: 0.9})):.5g}.")
 
 
 def _decoder_case() -> tuple[Tensor, Tensor, float]:
@@ -204,7 +206,7 @@ def reverse_variance_target(t: int = 10, s: float = 0.05) -> dict[str, float]:
 @checker("6.6", "ratio")
 def check_reverse_variance(ratio: Any) -> str:
     """Exercise 6.6: the measured ``Var(x_{t-1} | x_t) / β_t`` at ``t = 10`` for data ``N(0, 0.05²)``."""
-    r = float(as_tensor(ratio, "ratio", ()))
+    r = as_number(ratio, "ratio")
     target = reverse_variance_target()
     if abs(r / target["ratio"] - 1) < 0.02:
         return (f"measured {r:.4f}, theory {target['ratio']:.4f}: between β̃_t/β_t = {target['tilde_ratio']:.4f} "

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from diffbook import samplers
 from diffbook.foundations.convergence import fit_order
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
 from diffbook.foundations.sampler_eval import mixture_denoiser, pf_ode_reference, rms_distance, sweep_nfe
 
 __all__ = [
@@ -231,7 +231,7 @@ def _path_errors(sampler: Any, step_counts: list[int]) -> tuple[Tensor, Tensor]:
 @checker("7.5", "measured_order")
 def check_dpmpp_order(measured: Any) -> str:
     """Exercise 7.5: the measured order of DPM-Solver++(2M) on the chapter's mixture (about 2)."""
-    p = float(as_tensor(measured, "measured_order", ()))
+    p = as_number(measured, "measured_order")
     nfe, err = _path_errors(samplers.sample_dpmpp_2m, [16, 32, 64, 128])
     ours = fit_order(1.0 / nfe, err)
     if abs(p - 2.0) <= 0.3:
@@ -263,10 +263,10 @@ def _crossover() -> tuple[int, dict[int, tuple[float, float]]]:
 @checker("7.6", "crossover_nfe")
 def check_crossover(answer: Any) -> str:
     """Exercise 7.6: the smallest budget (NFE) at which Heun's path error falls below Euler's."""
-    value = as_tensor(answer, "crossover_nfe", ())
-    if float(value) != round(float(value)):
-        raise Fail(f"`crossover_nfe` should be a whole number of evaluations, got {float(value)}")
-    b = int(round(float(value)))
+    value = as_number(answer, "crossover_nfe")
+    if value != round(value):
+        raise Fail(f"`crossover_nfe` should be a whole number of evaluations, got {value}")
+    b = int(round(value))
     truth, table = _crossover()
     detail = ", ".join(f"NFE {k}: Euler {e:.3f} / Heun {h:.3f}" for k, (e, h) in table.items())
     if b == truth:

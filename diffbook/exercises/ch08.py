@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook.exercises.core import Fail, as_expr, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
 from diffbook.foundations.flow_matching import marginal_velocity
 from diffbook.guidance import (
     ClassMixture,
@@ -104,8 +104,8 @@ def check_cfg(fn: Any) -> str:
     g = torch.Generator().manual_seed(1)
     dc, du = torch.randn(16, 3, generator=g, dtype=f64), torch.randn(16, 3, generator=g, dtype=f64)
     for w in (2.0, 0.0, -1.0):
-        out = as_tensor(call(fn, "cfg", dc, du, w), "cfg", (16, 3))
         truth = du + (1 + w) * (dc - du)
+        out = as_tensor(call(fn, "cfg", dc, du, w), "cfg", (16, 3))
         mistakes = [
             (du + w * (dc - du), "you used the guidance-scale convention: in this book w = 0 is the plain conditional "
                                  "model, so the factor is (1 + w): uncond + (1 + w)(cond - uncond)."),
@@ -126,14 +126,16 @@ def check_classifier_guidance(fn: Any) -> str:
     sigma = torch.full((48,), 0.7, dtype=f64)
     labels = torch.randint(0, 3, (48,), generator=g)
     guided = call(fn, "classifier_guided", mix.denoiser, mix.log_posterior, 2.0)
+    if guided is None:
+        raise Fail("`classifier_guided` gave None; is a `return` missing? It should return the guided denoiser (a function).")
     if not callable(guided):
         raise Fail(f"`classifier_guided` should return a denoiser (a function), but returned a {type(guided).__name__}.")
-    out = as_tensor(call(functools.partial(guided, labels=labels), "the returned denoiser", x, sigma), "the returned denoiser", (48, 2))
     base = mix.denoiser(x, sigma)
     with torch.enable_grad():
         xg = x.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(mix.log_posterior(xg, sigma, labels).sum(), xg)
     truth = base + 2.0 * 0.49 * grad
+    out = as_tensor(call(guided, "the returned denoiser", x, sigma, labels=labels), "the returned denoiser", (48, 2))
     mistakes = [
         (base + 2.0 * 0.7 * grad, "the guidance term is γ σ̄² ∇log p(c | x̄); you multiplied by σ̄ instead of σ̄²."),
         (base + 2.0 * grad, "you forgot the factor σ̄²: Tweedie turns a score into a denoiser shift by σ̄² · score."),
@@ -143,11 +145,12 @@ def check_classifier_guidance(fn: Any) -> str:
          "the base denoiser should be the unconditional one, denoiser(x, sigma), without labels."),
     ]
     diagnose(out, truth, mistakes, "your guided denoiser is off by up to {err}; expected D(x̄; σ̄) + γ σ̄² ∇log p(c | x̄).")
-    reference = classifier_guidance(mix.denoiser, mix.log_posterior, 1.0)
+    reference = classifier_guidance(mix.denoiser, mix.log_posterior, 1.0)(x, 0.3, labels=labels)
     guided_one = call(fn, "classifier_guided", mix.denoiser, mix.log_posterior, 1.0)
-    one = as_tensor(call(functools.partial(guided_one, labels=labels), "the returned denoiser", x, 0.3),
-                    "the returned denoiser", (48, 2))
-    if not close(one, reference(x, 0.3, labels=labels)):
+    if not callable(guided_one):
+        raise Fail(f"`classifier_guided` should return a denoiser (a function), but returned a {type(guided_one).__name__}.")
+    one = as_tensor(call(guided_one, "the returned denoiser", x, 0.3, labels=labels), "the returned denoiser", (48, 2))
+    if not close(one, reference):
         raise Fail("right for a per-sample sigma but not for a scalar sigma = 0.3; broadcast sigma against x.")
     return "D + γ σ̄² ∇log p(c | x̄); with γ = 1 this is exactly the conditional denoiser (Bayes' rule)."
 
@@ -155,7 +158,7 @@ def check_classifier_guidance(fn: Any) -> str:
 @checker("8.5", "pair_variance")
 def check_pair_variance(value: Any) -> str:
     """Exercise 8.5: the variance of CFG's output for the Gaussian pair with τ = 1, w = 2 (σ̄_max → ∞)."""
-    v = float(as_tensor(value, "pair_variance", ()))
+    v = as_number(value, "pair_variance")
     truth = gaussian_pair_cfg_variance(1.0, 2.0)
     if abs(v - truth) < 1e-3:
         return f"V = τ² (τ²/(1 + τ²))^w = 1/4: CFG halves the variance twice, well below p(x | c)'s variance 1."
@@ -169,6 +172,7 @@ def check_pair_variance(value: Any) -> str:
     raise Fail(f"you gave {v:.4g}; solve dV/dσ = 2σ((1+w)/(τ²+σ²) - w/(1+τ²+σ²)) V from σ = ∞ down to 0.")
 
 
+@functools.lru_cache(maxsize=4)
 def _reference_share(w: float) -> float:
     """The share of class-0 CFG samples with x < -0.5 (2000 samples, Heun, 32 steps, fixed seed)."""
     mix = chapter_mixture()
@@ -182,7 +186,7 @@ def _reference_share(w: float) -> float:
 @checker("8.6", "share")
 def check_component_share(value: Any) -> str:
     """Exercise 8.6: the share of CFG (w = 2) samples of class 0 in the isolated left component."""
-    v = float(as_tensor(value, "share", ()))
+    v = as_number(value, "share")
     if not 0.0 <= v <= 1.0:
         raise Fail(f"a share is a fraction between 0 and 1, you gave {v:.4g}.")
     ref = _reference_share(2.0)

@@ -5,23 +5,68 @@ A checking function raises :class:`Fail` with a diagnosis, or returns a success 
 catches everything else too (a student's function may raise anything), so a checker never crashes a
 notebook. If the environment variable ``DIFFBOOK_EXERCISE_LOG`` names a file, every verdict is appended to
 it as one JSON line: the test suite reads it to prove that solutions pass and stubs fail.
+
+Every call of a student's function goes through :func:`call` (or a function wrapped by :func:`guard`):
+
+* it receives **copies** of the checker's tensors, so an answer that changes its inputs in place can neither
+  corrupt the reference the checker compares with nor make a wrong answer look right, and the in-place
+  idiom ``x += h * u; return x`` is judged by the value it returns (a note says that it changed its input);
+* it runs under a **time limit** (``SIGALRM`` in the main thread, a watchdog thread elsewhere), so a function
+  that never returns gets a verdict after :data:`TIME_LIMIT_S` seconds (``DIFFBOOK_EXERCISE_TIME_LIMIT``);
+* what it prints is **captured and truncated**: at most :data:`OUTPUT_LIMIT` characters reach the notebook.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
+import io
 import json
+import math
+import numbers
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["Verdict", "Fail", "checker", "call", "as_tensor", "as_expr", "close", "diagnose", "LOG_ENV"]
+__all__ = [
+    "Verdict",
+    "Fail",
+    "checker",
+    "call",
+    "guard",
+    "as_tensor",
+    "as_number",
+    "as_tuple",
+    "as_expr",
+    "show_value",
+    "close",
+    "diagnose",
+    "LOG_ENV",
+    "TIME_LIMIT_ENV",
+    "TIME_LIMIT_S",
+    "OUTPUT_LIMIT",
+    "MESSAGE_LIMIT",
+]
 
 LOG_ENV = "DIFFBOOK_EXERCISE_LOG"
+TIME_LIMIT_ENV = "DIFFBOOK_EXERCISE_TIME_LIMIT"
+TIME_LIMIT_S = 20.0
+"""Seconds one call of a student's function may take (``DIFFBOOK_EXERCISE_TIME_LIMIT`` overrides it). A check
+also stops once the student's code has used :data:`TOTAL_TIME_FACTOR` times this in all its calls together."""
+TOTAL_TIME_FACTOR = 3.0
+OUTPUT_LIMIT = 2000
+"""Characters of a student's printed output that reach the notebook, per check."""
+MESSAGE_LIMIT = 1500
+"""Characters of a verdict's message (a huge exception text or answer is cut)."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +100,27 @@ class _Missing(Fail):
     pass
 
 
+class _TimeUp(BaseException):
+    """Raised into a student's code when its time is up (a BaseException, so ``except Exception`` in the
+    student's code does not swallow it)."""
+
+
 def _is_missing(answer: Any) -> bool:
     return answer is None or answer is Ellipsis
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} … [{len(text) - limit:,} more characters cut]"
+
+
+def _describe(err: BaseException) -> str:
+    try:
+        text = str(err)
+    except Exception:  # an exception whose __str__ fails
+        text = "<unprintable>"
+    return _shorten(f"{type(err).__name__}: {text}" if text else type(err).__name__, 300)
 
 
 def _log(verdict: Verdict) -> None:
@@ -64,6 +128,242 @@ def _log(verdict: Verdict) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(asdict(verdict)) + "\n")
+
+
+def _time_limit() -> float:
+    raw = os.environ.get(TIME_LIMIT_ENV)
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value > 0 and math.isfinite(value):
+            return value
+    return TIME_LIMIT_S
+
+
+# ------------------------------------------------------------------------------------------------------
+# One check's bookkeeping: time used by the student's code, what it printed, and notes for the verdict
+
+
+@dataclass
+class _Session:
+    budget: float
+    spent: float = 0.0
+    printed: int = 0
+    shown: list[str] = field(default_factory=list)
+    shown_chars: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def keep_output(self, text: str, total: int) -> None:
+        self.printed += total
+        room = OUTPUT_LIMIT - self.shown_chars
+        if room > 0 and text:
+            self.shown.append(text[:room])
+            self.shown_chars += min(len(text), room)
+
+
+_SESSIONS: list[_Session] = []
+
+
+def _session() -> _Session:
+    return _SESSIONS[-1] if _SESSIONS else _Session(budget=TOTAL_TIME_FACTOR * _time_limit())
+
+
+class _BoundedText(io.TextIOBase):
+    """A write-only text stream that keeps the first ``keep`` characters and counts the rest."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__()
+        self.keep, self.total, self.parts, self.kept = keep, 0, [], 0
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, s: str) -> int:
+        s = str(s)
+        self.total += len(s)
+        room = self.keep - self.kept
+        if room > 0:
+            self.parts.append(s[:room])
+            self.kept += min(len(s), room)
+        return len(s)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raise :class:`_TimeUp` in the main thread after ``seconds``; restores any timer that was running."""
+
+    armed = [True]
+
+    def ring(signum: int, frame: Any) -> None:
+        if armed[0]:  # a ring that arrives while the timer is being taken down is ignored
+            raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, ring)
+    start = time.monotonic()
+    outer_delay, outer_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    if outer_delay and outer_delay < seconds:  # an outer timer (e.g. a test's) would ring first: keep it
+        signal.setitimer(signal.ITIMER_REAL, outer_delay)
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_delay:
+            left = outer_delay - (time.monotonic() - start)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), outer_interval)
+
+
+def _can_alarm() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+def _run_limited(fn: Callable[..., Any], args: tuple, kwargs: dict, limit: float) -> tuple[str, Any, float]:
+    """Run ``fn(*args, **kwargs)`` for at most ``limit`` seconds. Returns ``(status, value, seconds)`` with
+    status ``"ok"`` (value: the result), ``"raised"`` (value: the exception) or ``"timeout"``."""
+    start = time.monotonic()
+    if _can_alarm():
+        try:
+            with _alarm(limit):
+                value = fn(*args, **kwargs)
+        except _TimeUp:
+            return "timeout", None, time.monotonic() - start
+        except KeyboardInterrupt:  # the reader pressed stop: let the notebook stop
+            raise
+        except BaseException as err:  # noqa: BLE001 - SystemExit from student code is an answer too
+            return "raised", err, time.monotonic() - start
+        return "ok", value, time.monotonic() - start
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as err:  # noqa: BLE001
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True, name="diffbook-exercise-call")
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():  # it cannot be killed; it is a daemon and its result will be ignored
+        return "timeout", None, time.monotonic() - start
+    if "error" in box:
+        return "raised", box["error"], time.monotonic() - start
+    return "ok", box.get("value"), time.monotonic() - start
+
+
+# ------------------------------------------------------------------------------------------------------
+# Copies of the inputs
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        out = value.detach().clone()
+        return out.requires_grad_(True) if value.requires_grad else out
+    if isinstance(value, tuple):
+        return tuple(_copy(v) for v in value)
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    try:
+        import numpy as np
+
+        if isinstance(value, np.ndarray):
+            return value.copy()
+    except ImportError:  # pragma: no cover - numpy ships with torch
+        pass
+    return value
+
+
+def _changed(original: Any, copy: Any) -> bool:
+    if isinstance(original, Tensor):
+        if not isinstance(copy, Tensor) or copy.shape != original.shape or copy.dtype != original.dtype:
+            return True
+        a, b = original.detach(), copy.detach()
+        return not bool(((a == b) | (a.isnan() & b.isnan())).all()) if a.is_floating_point() else not torch.equal(a, b)
+    if isinstance(original, (tuple, list)):
+        return len(original) != len(copy) or any(_changed(a, b) for a, b in zip(original, copy))
+    if isinstance(original, dict):
+        return original.keys() != copy.keys() or any(_changed(original[k], copy[k]) for k in original)
+    try:
+        import numpy as np
+
+        if isinstance(original, np.ndarray):
+            return not np.array_equal(original, copy, equal_nan=original.dtype.kind in "fc")
+    except ImportError:  # pragma: no cover
+        pass
+    return False
+
+
+def _parameter_names(fn: Callable[..., Any], n: int) -> list[str]:
+    try:
+        params = [p.name for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    return [params[i] if i < len(params) else f"argument {i + 1}" for i in range(n)]
+
+
+def call(fn: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the student's function ``fn`` safely; turn a wrong type, an exception, a time-out into a :class:`Fail`.
+
+    ``fn`` gets copies of the tensors in ``args``/``kwargs`` (the checker's own stay untouched), runs for at most
+    :data:`TIME_LIMIT_S` seconds, and what it prints is captured (at most :data:`OUTPUT_LIMIT` characters of it
+    are shown once the check ends).
+    """
+    if not callable(fn):
+        raise Fail(f"`{name}` should be a function, but it is a {type(fn).__name__}")
+    session = _session()
+    left = session.budget - session.spent
+    if left <= 0:
+        raise Fail(f"`{name}` used up the {session.budget:.3g} s this check allows in all its calls together; "
+                   "is it far slower than it needs to be (a Python loop that should be a tensor operation)?")
+    limit = min(_time_limit(), left)
+    copies_args, copies_kwargs = _copy(args), _copy(kwargs)
+    out, err = _BoundedText(OUTPUT_LIMIT), _BoundedText(OUTPUT_LIMIT)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status, value, seconds = _run_limited(fn, copies_args, copies_kwargs, limit)
+    session.spent += seconds
+    session.keep_output(out.text() + err.text(), out.total + err.total)
+    names = _parameter_names(fn, len(args))
+    changed = [names[i] for i, (a, c) in enumerate(zip(args, copies_args)) if _changed(a, c)]
+    changed += [k for k in kwargs if _changed(kwargs[k], copies_kwargs[k])]
+    if changed:
+        which = ", ".join(f"`{c}`" for c in changed)
+        session.note(f"Note: `{name}` changed its input {which} in place. The checker passes copies, so only the "
+                     "returned value counts, but a caller that uses the input again would see it changed.")
+    if status == "timeout" and limit < _time_limit():
+        raise Fail(f"`{name}` used up the {session.budget:.3g} s this check allows in all its calls together, "
+                   "so it was stopped: is it far slower than it needs to be (a Python loop that should be a tensor "
+                   "operation, or a loop that never ends)?")
+    if status == "timeout":
+        raise Fail(f"`{name}` did not return within {limit:.3g} s, so it was stopped: is there a loop that never "
+                   "ends (a `while` whose condition never changes), or far more work than the exercise needs?")
+    if status == "raised":
+        if isinstance(value, NotImplementedError):
+            raise value
+        raise Fail(f"calling `{name}` raised {_describe(value)}") from value
+    return value
+
+
+def guard(fn: Any, name: str) -> Callable[..., Any]:
+    """``fn`` wrapped so that every call goes through :func:`call` (for handing a student's function to library
+    code, such as a convergence study, that calls it many times)."""
+    if not callable(fn):
+        raise Fail(f"`{name}` should be a function, but it is a {type(fn).__name__}")
+    return functools.wraps(fn)(lambda *args, **kwargs: call(fn, name, *args, **kwargs))
 
 
 def checker(exercise: str, *names: str) -> Callable[[Callable[..., str]], Callable[..., Verdict]]:
@@ -77,19 +377,35 @@ def checker(exercise: str, *names: str) -> Callable[[Callable[..., str]], Callab
     def wrap(check: Callable[..., str]) -> Callable[..., Verdict]:
         @functools.wraps(check)
         def run(*answers: Any) -> Verdict:
+            session = _Session(budget=TOTAL_TIME_FACTOR * _time_limit())
+            _SESSIONS.append(session)
             try:
                 if len(answers) != len(names):
                     raise Fail(f"this checker takes {len(names)} answer(s): {', '.join(names)}")
                 for name, answer in zip(names, answers):
                     if _is_missing(answer):
                         raise _Missing(f"`{name}` has no answer yet: fill it in above, then run this cell again.")
-                verdict = Verdict(exercise, True, check(*answers))
+                passed, message = True, check(*answers)
             except NotImplementedError:
-                verdict = Verdict(exercise, False, "not implemented yet: replace `raise NotImplementedError` with your code.")
+                passed, message = False, "not implemented yet: replace `raise NotImplementedError` with your code."
             except Fail as err:
-                verdict = Verdict(exercise, False, str(err))
+                passed, message = False, str(err)
             except Exception as err:  # a student's answer may fail in any way; report, never crash
-                verdict = Verdict(exercise, False, f"checking your answer raised {type(err).__name__}: {err}")
+                passed, message = False, f"checking your answer raised {_describe(err)}"
+            finally:
+                _SESSIONS.remove(session)
+            if session.printed:
+                shown = "".join(session.shown)
+                sys.stdout.write(shown if shown.endswith("\n") else shown + "\n")
+                if session.printed > session.shown_chars:
+                    sys.stdout.write(f"… [your code printed {session.printed:,} characters; "
+                                     f"the first {session.shown_chars:,} are shown]\n")
+                    session.note(f"Your code printed {session.printed:,} characters; only the first "
+                                 f"{session.shown_chars:,} are shown above.")
+            text = _shorten(str(message), MESSAGE_LIMIT)
+            if session.notes:
+                text = f"{text} {' '.join(session.notes)}"
+            verdict = Verdict(exercise, passed, text)
             _log(verdict)
             return verdict
 
@@ -98,26 +414,66 @@ def checker(exercise: str, *names: str) -> Callable[[Callable[..., str]], Callab
     return wrap
 
 
-def call(fn: Any, name: str, *args: Any) -> Any:
-    """Call the student's function ``fn``; turn a wrong type or an exception into a :class:`Fail`."""
-    if not callable(fn):
-        raise Fail(f"`{name}` should be a function, but it is a {type(fn).__name__}")
+# ------------------------------------------------------------------------------------------------------
+# Reading answers
+
+
+def _from_sympy(value: Any, name: str) -> Any:
+    """A SymPy number as a Python float; a SymPy expression with symbols or a non-real value is a Fail."""
+    import sympy as sp
+
+    if isinstance(value, sp.Basic) and not isinstance(value, sp.Expr):
+        raise Fail(f"`{name}` is a SymPy {type(value).__name__} (a truth value or relation), not a number")
+    if value.free_symbols:
+        syms = ", ".join(sorted(str(s) for s in value.free_symbols))
+        raise Fail(f"`{name}` is a SymPy expression in {syms}; a number is asked for here")
     try:
-        return fn(*args)
-    except NotImplementedError:
-        raise
-    except Exception as err:
-        raise Fail(f"calling `{name}` raised {type(err).__name__}: {err}") from err
+        number = complex(sp.N(value))
+    except (TypeError, ValueError) as err:
+        raise Fail(f"`{name}` = {_shorten(str(value), 100)} has no numeric value") from err
+    if number.imag != 0:
+        raise Fail(f"`{name}` = {_shorten(str(value), 100)} is complex; the answer is a real number")
+    return number.real
+
+
+def _reject_non_real(value: Any, name: str) -> None:
+    """Booleans and complex numbers are numbers to Python and torch, but never a right answer here."""
+    try:
+        import numpy as np
+
+        np_bool, np_complex = (np.bool_,), (np.complexfloating,)
+    except ImportError:  # pragma: no cover
+        np_bool, np_complex = (), ()
+    if isinstance(value, (bool, *np_bool)):
+        raise Fail(f"`{name}` is the truth value {value!r}, not a number")
+    if isinstance(value, (complex, *np_complex)):
+        raise Fail(f"`{name}` is the complex number {value!r}; the answer is a real number")
 
 
 def as_tensor(value: Any, name: str, shape: tuple[int, ...] | None = None) -> Tensor:
-    """Accept a tensor (or a number or array) from the student and check its shape; float64 out."""
+    """Accept a tensor (or a real number, SymPy number or array) from the student; float64 out.
+
+    Rejects ``None``, strings, booleans, complex values, NaN/inf and (when ``shape`` is given) a wrong shape,
+    each with a message that says which.
+    """
     if _is_missing(value):
         raise Fail(f"`{name}` gave {value!r}; is a `return` missing, or the answer not filled in?")
+    _reject_non_real(value, name)
+    if type(value).__module__.split(".")[0] == "sympy":
+        value = _from_sympy(value, name)
+    if isinstance(value, str):
+        raise Fail(f"`{name}` gave the string {_shorten(repr(value), 60)}, not a tensor or a number")
     try:
-        t = torch.as_tensor(value).detach().to(torch.float64)
+        t = torch.as_tensor(value).detach()
     except Exception as err:
         raise Fail(f"`{name}` gave a {type(value).__name__}, which is not a tensor or a number") from err
+    if t.dtype == torch.bool:
+        raise Fail(f"`{name}` gave a tensor of truth values (dtype bool); expected numbers")
+    if t.is_complex():
+        raise Fail(f"`{name}` gave complex values (dtype {t.dtype}); expected real numbers")
+    if t.is_floating_point() and not isinstance(value, Tensor) and type(value).__module__.split(".")[0] != "numpy":
+        t = torch.as_tensor(value, dtype=torch.float64)  # Python floats and lists: never round them to float32
+    t = t.to(torch.float64)
     if shape is not None and tuple(t.shape) != shape:
         raise Fail(f"`{name}` gave shape {tuple(t.shape)}, expected {shape}")
     if not torch.isfinite(t).all():
@@ -125,25 +481,71 @@ def as_tensor(value: Any, name: str, shape: tuple[int, ...] | None = None) -> Te
     return t
 
 
+def as_number(value: Any, name: str) -> float:
+    """Accept one real number: a Python int or float, a NumPy scalar, a 0-d array or tensor, or a SymPy number
+    (``sp.Rational(1, 4)``). Rejects booleans, complex numbers, strings and expressions with symbols."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__module__ == "builtins":
+        if not math.isfinite(value):
+            raise Fail(f"`{name}` gave NaN or infinite values")
+        return float(value)
+    t = as_tensor(value, name)
+    if t.numel() != 1 or t.dim() > 1:
+        raise Fail(f"`{name}` should be one number, but it has shape {tuple(t.shape)}")
+    return float(t.reshape(()))
+
+
+def as_tuple(value: Any, name: str, n: int, what: str) -> tuple:
+    """Accept the ``n`` values a student's function returns together (``what`` describes them)."""
+    if _is_missing(value):
+        raise Fail(f"`{name}` gave {value!r}; is a `return` missing? It should return {what}.")
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        got = f"{len(value)} values" if isinstance(value, (tuple, list)) else f"a {type(value).__name__}"
+        raise Fail(f"`{name}` should return {what}, but it returned {got}")
+    return tuple(value)
+
+
 def close(a: Tensor, b: Tensor) -> bool:
     """Equal up to float32 round-off: loose enough for a student computing in float32, and far tighter
-    than the difference any wrong formula makes on the checkers' test problems."""
+    than the difference any wrong formula makes on the checkers' test problems. Tensors of any shape; a
+    shape mismatch is never close."""
     return a.shape == b.shape and bool(torch.allclose(a, b.to(a), rtol=1e-5, atol=1e-6))
 
 
 def diagnose(answer: Tensor, expected: Tensor, mistakes: list[tuple[Tensor, str]], otherwise: str) -> None:
     """Return if ``answer`` matches ``expected``; otherwise raise :class:`Fail` with the message of the first
-    known mistake it matches, or with ``otherwise`` (which may use ``{err}``, the largest deviation)."""
+    known mistake it matches, or with ``otherwise``, in which the literal text ``{err}`` is replaced by the
+    largest deviation (no other braces are interpreted, so ``Π_{j ≤ i}`` is safe).
+
+    Args:
+        answer: the student's tensor, any shape.
+        expected: the right value, the same shape as ``answer``; so is each tensor in ``mistakes``.
+    """
     if close(answer, expected):
         return
     for wrong, message in mistakes:
         if close(answer, wrong):
             raise Fail(message)
-    raise Fail(otherwise.format(err=f"{float((answer - expected).abs().max()):.3g}"))
+    raise Fail(otherwise.replace("{err}", f"{float((answer - expected.to(answer)).abs().max()):.3g}"))
+
+
+def show_value(value: Any, digits: int = 4) -> str:
+    """A SymPy (or Python) number as text for a message, ``-4.4``, ``1.2+0.5i (complex)`` or ``undefined``;
+    never raises, so a message about a complex or undefined answer can always be shown."""
+    import sympy as sp
+
+    try:
+        z = complex(sp.N(value))
+    except (TypeError, ValueError, AttributeError):
+        return f"{_shorten(str(value), 80)} (not a number)"
+    if not (math.isfinite(z.real) and math.isfinite(z.imag)):
+        return "infinite or undefined"
+    if z.imag == 0:
+        return f"{z.real:.{digits}g}"
+    return f"{z.real:.{digits}g}{z.imag:+.{digits}g}i (complex)"
 
 
 def as_expr(value: Any, name: str, symbols: dict[str, Any]) -> Any:
-    """Accept a SymPy expression (or a string SymPy can parse) written in the given symbols.
+    """Accept a SymPy expression (or a string SymPy can parse, or a real number) written in the given symbols.
 
     Symbols are matched by *name*, so a student's ``sp.symbols("t", positive=True)`` counts as ``t``.
 
@@ -154,15 +556,23 @@ def as_expr(value: Any, name: str, symbols: dict[str, Any]) -> Any:
 
     if _is_missing(value):
         raise _Missing(f"`{name}` has no answer yet: fill it in above, then run this cell again.")
+    _reject_non_real(value, name)
     if isinstance(value, str):
         try:
             value = sp.sympify(value, locals=dict(symbols))
-        except (sp.SympifyError, SyntaxError, TypeError) as err:
-            raise Fail(f"`{name}` is a string SymPy cannot parse: {value!r}") from err
-    if isinstance(value, (int, float)):
-        value = sp.sympify(value)
+        except (sp.SympifyError, SyntaxError, TypeError, ValueError) as err:
+            raise Fail(f"`{name}` is a string SymPy cannot parse: {_shorten(repr(value), 200)}") from err
+    elif not isinstance(value, sp.Basic) and (isinstance(value, numbers.Real) or isinstance(value, Tensor)):
+        value = sp.Float(as_number(value, name)) if not isinstance(value, numbers.Integral) else sp.Integer(int(value))
     if not isinstance(value, sp.Basic):
         raise Fail(f"`{name}` should be a SymPy expression, but it is a {type(value).__name__}")
+    if not isinstance(value, sp.Expr):
+        raise Fail(f"`{name}` is a SymPy {type(value).__name__} (a truth value, relation or set), not an "
+                   "expression: give the right-hand side only")
+    undefined = sorted({str(f.func) for f in value.atoms(sp.core.function.AppliedUndef)})
+    if undefined:
+        raise Fail(f"`{name}` uses the undefined function(s) {', '.join(undefined)}; write the formula itself "
+                   f"in {', '.join(symbols)}")
     extra = sorted(s.name for s in value.free_symbols if s.name not in symbols)
     if extra:
         allowed = ", ".join(symbols)
