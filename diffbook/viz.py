@@ -49,7 +49,8 @@ def plot_orders(ax: Axes, results: Mapping[str, tuple[Tensor, Tensor]]) -> dict[
     """Log–log plot of global error against step size, with each method's fitted order in the legend.
 
     Args:
-        results: ``{name: (hs, errors)}`` as returned by :func:`diffbook.foundations.convergence.global_errors`.
+        results: ``{name: (hs, errors)}`` as returned by :func:`diffbook.foundations.convergence.global_errors`,
+            step sizes and errors each of shape ``(k,)``.
     Returns:
         ``{name: fitted order}``.
     """
@@ -65,7 +66,10 @@ def plot_orders(ax: Axes, results: Mapping[str, tuple[Tensor, Tensor]]) -> dict[
 
 
 def plot_density(ax: Axes, values: Tensor, lo: float, hi: float, title: str = "", vmax: float | None = None) -> None:
-    """Show cell values on the ``bins × bins`` grid of :func:`diffbook.metrics.histogram.grid_2d`."""
+    """Show cell values on the ``bins × bins`` grid of :func:`diffbook.metrics.histogram.grid_2d`.
+
+    ``values`` has shape ``(bins * bins,)`` (or any shape with that many elements), row-major in ``y``.
+    """
     bins = int(round(values.numel() ** 0.5))
     img = values.detach().cpu().reshape(bins, bins).numpy()
     ax.imshow(img, origin="lower", extent=(lo, hi, lo, hi), cmap="magma", vmin=0.0, vmax=vmax)
