@@ -23,7 +23,9 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(diffbook.__path__, "diffb
 
 # modules (or packages, by prefix) whose public functions implement published formulas or algorithms
 CITED = ("diffbook.samplers", "diffbook.schedules", "diffbook.losses", "diffbook.param", "diffbook.sde",
-         "diffbook.guidance", "diffbook.ode", "diffbook.toy", "diffbook.nets")
+         "diffbook.guidance", "diffbook.ode", "diffbook.toy", "diffbook.nets", "diffbook.decq",
+         "diffbook.sega", "diffbook.music", "diffbook.ema", "diffbook.metrics.mmd", "diffbook.metrics.frechet",
+         "diffbook.metrics.image", "diffbook.metrics.sliced_wasserstein")
 
 SHAPE = re.compile(r"``\((?:[^`()]|\([^`()]*\))*\)``|\bshapes?\b|\bscalars?\b", re.IGNORECASE)
 REFERENCE = re.compile(r"^\s*References?:\s+(.+(?:\n(?!\s*\n).+)*)", re.MULTILINE)
@@ -31,10 +33,7 @@ YEAR = re.compile(r"\((?:19|20)\d{2}\)|\b(?:19|20)\d{2}\b")
 
 # Failures of modules whose owners were still fixing them when this test was extended (issue 8): each entry
 # is a "qualname: check" string. Remove entries as they are fixed; the test fails on an entry that passes.
-KNOWN_FAILURES: set[str] = {
-    "diffbook.viz.plot_orders: tensor shapes",
-    "diffbook.viz.plot_density: tensor shapes",
-}
+KNOWN_FAILURES: set[str] = set()
 
 
 def public_objects():
