@@ -3,10 +3,11 @@
 :func:`train` runs ``steps`` optimiser steps of AdamW on the mean of a per-sample loss
 ``loss_fn(model, batch, generator) -> (n,)``. On CUDA it runs the forward pass under bf16 autocast and
 uses fused AdamW; it can ``torch.compile`` the network (not the loop), clips the gradient norm and keeps
-an EMA of the weights. The hot loop never waits for the GPU: the loss history and a per-step "not finite"
-flag are collected on the device, and once every ``log_every`` steps the loop reads them back in one
-transfer, to update the progress bar and to stop at the first NaN or infinite loss
-(:class:`NonFiniteLossError`), restoring the weights of the last check.
+an EMA of the weights. The hot loop never waits for the GPU: the loss history and a per-step "finite"
+flag are collected on the device, a device-side copy of the weights keeps those after the last finite step
+(a masked update, as ``GradScaler`` skips steps with infinite gradients), and once every ``log_every`` steps
+the loop reads back the losses and the first bad step in one transfer, to update the progress bar and to
+stop at the first NaN or infinite loss (:class:`NonFiniteLossError`) with the weights after the step before it.
 
 Multi-GPU: launch the script with ``torchrun`` and call :func:`init_distributed` first. :func:`train` then
 wraps the network in ``DistributedDataParallel``, which averages the gradients across ranks; each rank must
@@ -70,8 +71,8 @@ class NonFiniteLossError(FloatingPointError):
 
     Attributes:
         step: the first step (0-based) whose loss or gradient norm was not finite.
-        restored_step: the number of steps whose weights the model (and EMA) were restored to: the last
-            check at which every loss so far was finite (``0``: the initial weights).
+        restored_step: the number of steps whose weights the model (and EMA) were restored to; equal to
+            ``step``: the weights after steps ``0 .. step - 1``, the last finite ones (``0``: the initial weights).
         losses: shape ``(step,)``, float32 on the CPU: the finite losses of the steps before ``step``.
         ema: the EMA network, restored like the model, or ``None`` when training had no EMA.
     """
@@ -188,30 +189,57 @@ def _check_first_batch(batch: Any) -> None:
                              "every batch needs at least one example")
 
 
-class _Snapshot:
-    """Device-side copies of a model's (and its EMA's) parameters and buffers: taken at each finite check
-    with one ``_foreach_copy_`` (no host sync), restored when a later loss turns out not to be finite."""
+class _LastGood:
+    """Device-side copy of a model's (and its EMA's) parameters and buffers as they were after the last step of
+    an unbroken run of finite steps, refreshed every step by a masked copy, with no host sync.
+
+    Each step calls :meth:`refresh` with ``alive``, a 0-dim bool tensor on the device that is true while every
+    step so far had a finite loss and gradient norm: ``saved <- where(alive, live, saved)``. Once a step is
+    not finite, ``alive`` stays false and ``saved`` keeps the weights after the step before it, so the
+    optimiser and EMA updates of the bad step (and of every step after it) are discarded on the device; the
+    host finds out at the next check and calls :meth:`restore`. The tensors of one dtype are packed into one
+    flat buffer, so a refresh is two calls (``cat`` and ``where``) whatever the number of tensors.
+    """
 
     def __init__(self, model: nn.Module, ema: EMA | None) -> None:
-        self.live = self._state(model) + (self._state(ema.module) if ema is not None else [])
-        self.saved = [t.detach().clone() for t in self.live]
+        live = self._state(model) + (self._state(ema.module) if ema is not None else [])
         self.ema, self.ema_updates = ema, ema.num_updates if ema is not None else 0
+        self.groups: list[tuple[list[Tensor], list[Tensor], Tensor, list[Tensor]]] = []
+        self.loose: list[tuple[Tensor, Tensor]] = []  # non-contiguous tensors: one where each
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
+        for t in live:
+            if t.is_contiguous():
+                by_dtype.setdefault(t.dtype, []).append(t)
+            else:
+                self.loose.append((t, t.detach().clone()))
+        for tensors in by_dtype.values():
+            flat_live = [t.view(-1) for t in tensors]  # views: they follow the in-place updates
+            flat = torch.cat(flat_live)
+            saved, offset = [], 0
+            for t in tensors:
+                saved.append(flat[offset : offset + t.numel()].view_as(t))
+                offset += t.numel()
+            self.groups.append((tensors, flat_live, flat, saved))
 
     @staticmethod
     def _state(module: nn.Module) -> list[Tensor]:
-        return [t for t in list(module.parameters()) + list(module.buffers())]
+        return [t.detach() for t in list(module.parameters()) + list(module.buffers())]
+
+    def refresh(self, alive: Tensor) -> None:  # detached tensors: no autograd, no no_grad() overhead
+        for _, flat_live, flat, _ in self.groups:
+            torch.where(alive, torch.cat(flat_live), flat, out=flat)
+        for t, saved in self.loose:
+            torch.where(alive, t, saved, out=saved)
 
     @torch.no_grad()
-    def take(self) -> None:
-        torch._foreach_copy_(self.saved, self.live)
+    def restore(self, good_steps: int) -> None:
+        """Copy the saved weights back; ``good_steps`` finite steps were taken (sets the EMA's count)."""
+        for tensors, _, _, saved in self.groups:
+            torch._foreach_copy_(tensors, saved)
+        for t, saved in self.loose:
+            t.copy_(saved)
         if self.ema is not None:
-            self.ema_updates = self.ema.num_updates
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        torch._foreach_copy_(self.live, self.saved)
-        if self.ema is not None:
-            self.ema.num_updates = self.ema_updates
+            self.ema.num_updates = self.ema_updates + good_steps
 
 
 def _check_positive(value: Any, name: str, *, integer: bool = False) -> None:
@@ -250,14 +278,18 @@ def train(
     CUDA), backpropagate, clip the global gradient norm to ``grad_clip``, take the optimiser step, update
     the EMA.
 
-    **Non-finite losses.** The loop never waits for the device inside a step: each step writes its loss and
-    a "loss or gradient norm is NaN/inf" flag into device tensors. Every ``log_every`` steps (and after the
-    last) it reads the flags back in one transfer. If any is set, it copies back the weights (model and
-    EMA) saved at the previous check, when every loss so far was finite, and raises
-    :class:`NonFiniteLossError` naming the first bad step. Otherwise it saves the current weights on the
-    device (one ``_foreach_copy_``; it costs one extra copy of the weights in memory). So a NaN is caught at
-    most ``log_every`` steps late, and the model comes back with the weights of at most ``log_every`` steps
-    before the bad step; ``log_every=1`` gives the weights just before it, at one sync per step.
+    **Non-finite losses.** The loop never waits for the device inside a step. Each step computes, on the
+    device, a 0-dim flag ``ok``: its loss and its gradient norm are finite (the norm is computed even without
+    clipping; under DDP the flag is all-reduced, so every rank decides alike). A device-side copy of the
+    weights (model, EMA, their buffers; one extra copy in memory) is refreshed after the optimiser and EMA
+    updates by a masked copy, ``saved <- where(alive, weights, saved)``, where ``alive`` is true while every
+    step so far was ``ok``: the updates of the first bad step and of every step after it never reach it,
+    as ``GradScaler`` skips a step whose gradients are not finite. Every ``log_every`` steps (and after the
+    last) the loop reads back, in one transfer, the mean loss and the first step whose flag is false. If
+    there is one, it copies the saved weights back and raises :class:`NonFiniteLossError` naming that step:
+    the model and EMA then hold **exactly the weights after the last finite step** (those of a clean run of
+    ``err.step`` steps), however late the check came; the steps run between the bad step and the check are
+    wasted work, at most ``log_every - 1`` of them.
 
     Args:
         model: the network; moved to ``device`` in place and trained in place (its initial weights, like
@@ -286,7 +318,8 @@ def train(
         compile: ``torch.compile`` the network (not the loop). The first steps are slow while it compiles.
         progress: show a tqdm bar (rank 0 only) with the mean loss of the last ``log_every`` steps.
         log_every: every this many steps (and after the last) read the losses back once, to check they are
-            finite and to update the bar: the loop's only host-device synchronisation.
+            finite and to update the bar: the loop's only host-device synchronisation. It sets how late a
+            NaN is noticed, not which weights are kept.
         callback: ``callback(step, loss)`` after each step, ``loss`` a 0-dim tensor on the device
             (calling ``.item()`` on it waits for the GPU).
 
@@ -301,7 +334,7 @@ def train(
             ``weight_decay``, ``ema_decay`` outside ``[0, 1)``, a device that is not available, a model with
             no trainable parameters, an empty batch, or a loss that is not of shape ``(n,)`` with ``n >= 1``.
         NonFiniteLossError: (a ``FloatingPointError``) at the first NaN or infinite loss or gradient norm;
-            the model and EMA hold the weights of the last check (see above).
+            the model and EMA hold the weights after the last finite step (see above).
 
     Reference: Loshchilov & Hutter (2019), Alg. 2 (AdamW); Pascanu et al. (2013), §3.2, Alg. 1 (clipping).
     """
@@ -371,8 +404,10 @@ def train(
             raise TypeError(f"optimizer(params) must return a torch.optim.Optimizer, got {type(opt).__name__}")
 
     losses = torch.zeros(steps, device=device)
-    not_finite = torch.zeros(steps, dtype=torch.bool, device=device)  # per step: loss or grad norm NaN/inf
-    snapshot = _Snapshot(model, ema)  # the weights at the last check where every loss was finite
+    finite = torch.zeros(steps, dtype=torch.bool, device=device)  # per step: loss and grad norm finite
+    alive = torch.ones((), dtype=torch.bool, device=device)  # every step so far was finite (on every rank)
+    step_index = torch.arange(steps, device=device)
+    last_good = _LastGood(model, ema)  # the weights after the last step of the unbroken finite run
     bar = tqdm(total=steps, disable=not progress or rank != 0, dynamic_ncols=True)
     checked = 0  # steps [0, checked) are known to be finite
     for step in range(steps):
@@ -399,39 +434,41 @@ def train(
         loss = per_sample.float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        bad = ~torch.isfinite(loss.detach())
         if grad_clip is not None:  # clip *before* the step, so that the step uses the clipped gradient
             norm = nn.utils.clip_grad_norm_(params, grad_clip)  # the norm stays a device tensor: no sync
-            bad = bad | ~torch.isfinite(norm)
+        else:  # still check the gradient: an inf gradient with a finite loss would poison the weights
+            norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        ok = torch.isfinite(loss.detach()) & torch.isfinite(norm)  # 0-dim, on the device
+        if world_size > 1:  # one rank's bad step is every rank's: all stop together, at the same weights
+            ok_all = ok.float()
+            dist.all_reduce(ok_all, op=dist.ReduceOp.MIN)  # a collective on the device, not a host sync
+            ok = ok_all > 0
         opt.step()
         if ema is not None:
             ema.update(model)
+        alive &= ok
+        last_good.refresh(alive)  # a bad step's update (and every later one) never reaches the saved copy
         losses[step] = loss.detach()
-        not_finite[step] = bad
+        finite[step] = ok
         if callback is not None:
             callback(step, loss.detach())
         if step + 1 - checked >= log_every or step + 1 == steps:
-            any_bad = not_finite[checked : step + 1].any().float()
-            if world_size > 1:  # every rank must stop together, or the others wait forever in all-reduce
-                dist.all_reduce(any_bad, op=dist.ReduceOp.MAX)
-            mean, any_bad = torch.stack([losses[checked : step + 1].mean(), any_bad]).tolist()  # the one sync
-            if any_bad:
-                local = not_finite[checked : step + 1].nonzero()
-                first = checked + int(local[0, 0]) if len(local) else step
-                where = f"(loss {losses[first].item()!r})" if len(local) else "on another rank"
-                snapshot.restore()
+            window = slice(checked, step + 1)
+            first_bad = torch.where(finite[window], steps, step_index[window]).min()
+            mean, first = torch.stack([losses[window].mean().double(), first_bad.double()]).tolist()  # the one sync
+            if first < steps:
+                first = int(first)
+                last_good.restore(first)
                 bar.close()
                 model.train(was_training)
                 raise NonFiniteLossError(
                     f"train stopped: the loss (or its gradient norm) at step {first} is not finite "
-                    f"{where}; the model and EMA were restored to their weights after "
-                    f"{checked} steps (the last check, every log_every={log_every} steps, where all losses were "
-                    "finite)",
-                    step=first, restored_step=checked, losses=losses[:first].cpu(),
+                    f"(loss {losses[first].item()!r}); the model and EMA hold their weights after the {first} "
+                    f"finite steps before it (the update of step {first} and of the {step - first} steps run "
+                    f"before the check at step {step + 1} were discarded)",
+                    step=first, restored_step=first, losses=losses[:first].cpu(),
                     ema=ema.module if ema is not None else None,
                 )
-            if step + 1 < steps:
-                snapshot.take()
             if not bar.disable:
                 bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
                 bar.update(step + 1 - checked)
