@@ -33,7 +33,7 @@ import torch
 from diffbook import sde
 from diffbook import schedules as S
 import diffbook.exercises
-from diffbook.exercises import Verdict, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch10, ch12, core
+from diffbook.exercises import Verdict, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch10, ch11, ch12, ch13, core
 from diffbook.exercises.core import LOG_ENV, MESSAGE_LIMIT, OUTPUT_LIMIT, TIME_LIMIT_ENV
 from diffbook.foundations import ddpm, ddpm_bound, likelihood
 from diffbook.foundations.convergence import fit_order
@@ -443,6 +443,34 @@ def sticky_chain10(p_next=0.9):
 # ============================================================================================ the table
 
 
+def rope_freqs11(d, theta):
+    return theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+
+
+def ntk_theta11(theta, s, d):
+    return theta * s ** (d / (d - 2))
+
+
+def flatness11(E):
+    return float(torch.exp(torch.log(E).mean()) / E.mean())
+
+
+def band_of_pair11(omega, B):
+    lp = torch.log(2 * math.pi / omega)
+    return (1 - (lp - lp.min()) / (lp.max() - lp.min())) * (B - 1)
+
+
+def sega_scales11(E, omega, m_ref, sigma, alpha=0.15, beta=1.5, m_min=1.0):
+    pos = band_of_pair11(omega, len(E))
+    j0 = pos.floor().long().clamp(0, len(E) - 1)
+    j1 = (j0 + 1).clamp(max=len(E) - 1)
+    w = pos - j0
+    le = (1 - w) * torch.log(E + 1e-8)[j0] + w * torch.log(E + 1e-8)[j1]
+    z = (le - le.mean()) / le.std(unbiased=False)
+    s = torch.tanh(beta * z)
+    return (m_ref * (1 - alpha * sigma * (s - s.mean()))).clamp_min(m_min)
+
+
 @dataclass
 class Row:
     check: Callable[..., Verdict]
@@ -460,6 +488,30 @@ class Row:
 
 def const(*values: Any) -> Callable[[], tuple]:
     return lambda: values
+
+
+# Chapter 13
+
+
+def tokens13(method, steps, context, block):  # a 0-d tensor, so the malformed-answer wrappers can reach it
+    return torch.tensor({"naive": steps * (context + block + 1), "encdec": context + steps * (block + 1),
+            "blockcausal": block + steps * (block + 1)}[method], dtype=f64)
+
+
+def block_causal13(n_chunks, block, window):
+    ids = torch.arange(n_chunks).repeat_interleave(block)
+    d = ids[:, None] - ids[None, :]
+    return (d >= 0) & (d <= window)
+
+
+def encdec13(n_context, n_rest):
+    m = torch.ones(n_context + n_rest, n_context + n_rest, dtype=torch.bool)
+    m[:n_context, n_context:] = False
+    return m
+
+
+def passes13(method, steps, block):
+    return torch.tensor({"naive": steps, "encdec": steps + 1, "blockcausal": steps, "ar": block}[method], dtype=f64)
 
 
 ROWS = [
@@ -564,6 +616,15 @@ ROWS = [
         const(functools.partial(classifier_guided, scale=3.0)), ("your guided denoiser is off by up to",)),
     Row(ch08.check_pair_variance, ("num",), const(0.25), const(0.3), ("you gave 0.3",)),
     Row(ch08.check_component_share, ("num",), const(0.87), const(0.6), ("differs from ours",)),
+    # ---------------------------------------------------------------- Chapter 11
+    Row(ch11.check_rope_frequencies, ("fn",), const(rope_freqs11), const(lambda d, th: 1.01 * rope_freqs11(d, th)),
+        ("your frequencies are off by up to",)),
+    Row(ch11.check_ntk_base, ("fn",), const(ntk_theta11), const(lambda th, s, d: 1.5 * th), ("you gave",)),
+    Row(ch11.check_flatness, ("fn",), const(flatness11), const(lambda E: 0.5 * flatness11(E)), ("you gave",)),
+    Row(ch11.check_band_positions, ("fn",), const(band_of_pair11), const(lambda o, B: 0.5 * band_of_pair11(o, B)),
+        ("your band positions are off by up to",)),
+    Row(ch11.check_pair_scales, ("fn",), const(sega_scales11), const(lambda *a: 1.1 * sega_scales11(*a)),
+        ("your magnitudes are off by up to",)),
     # ---------------------------------------------------------------- Chapter 12
     # ---------------------------------------------------------------- Chapter 10
     Row(ch10.check_loo_to_denoiser, ("fn",), const(loo_to_denoiser10),
@@ -588,6 +649,17 @@ ROWS = [
         ("your times are off by up to",)),
     Row(ch12.check_leaky_columns, ("fn",), const(leaky_columns), const(lambda X, e, n, threshold=0.9: ["noise"]),
         ("not quite", "extra ['noise']")),
+    # ---------------------------------------------------------------- Chapter 13
+    Row(ch13.check_tokens_per_bar, ("fn",), const(tokens13), const(lambda m, s, c, b: 2 * tokens13(m, s, c, b)),
+        ("your counts are off by up to",)),
+    Row(ch13.check_block_causal_mask, ("fn",), const(block_causal13), const(lambda n, b, w: ~block_causal13(n, b, w)),
+        ("your mask differs",)),
+    Row(ch13.check_encdec_mask, ("fn",), const(encdec13), const(lambda c, r: torch.zeros(c + r, c + r)),
+        ("your mask is off",)),
+    Row(ch13.check_half_bar_budget, ("num",), const(4 * 60 / 90 / 2 * 1000), const(500.0), ("you gave 500",)),
+    Row(ch13.check_sequential_passes, ("fn",), const(passes13), const(lambda m, s, b: 2 * passes13(m, s, b)),
+        ("your pass counts are off by up to",)),
+    Row(ch13.check_pass_crossover, ("num",), const(15), const(7), ("you gave 7",)),
 ]
 IDS = [row.id for row in ROWS]
 CHAPTERS = [

@@ -152,7 +152,8 @@ class MultiHeadAttention(nn.Module):
         return self._merge(out)
 
     def forward_cached(
-        self, x: Tensor, cache: KVCache | None = None, rope: Tensor | Rotary | None = None, *, block_size: int | None = None
+        self, x: Tensor, cache: KVCache | None = None, rope: Tensor | Rotary | None = None, *, block_size: int | None = None,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, KVCache]:
         """Attend from new tokens to the cached tokens and to themselves; return the extended cache.
 
@@ -165,16 +166,21 @@ class MultiHeadAttention(nn.Module):
             rope: RoPE angles for the *new* tokens' positions, shape ``(L_new, head_dim/2)``.
             block_size: block-causal mask within the new tokens, counted in global positions. ``None``
                 treats the new tokens as one block: they all see each other and everything cached.
+            mask: instead of ``block_size``, any boolean mask (``True`` = may attend) broadcastable to
+                ``(n, heads, L_new, cache.length + L_new)``, e.g. a sliding-window or encoder-decoder pattern.
         Returns:
             ``(out, cache)``: shape ``(n, L_new, D)`` and the cache with ``L_new`` more tokens.
         """
         if cache is not None and not isinstance(cache, KVCache):
             raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
+        if mask is not None and block_size is not None:
+            raise ValueError("give either mask or block_size, not both")
+        if mask is not None and not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a boolean tensor or None, got {type(mask).__name__}")
         if block_size is not None:
             check_int(block_size, "block_size")
         q, k, v = self._project(x, rope)
         new_cache = KVCache(k, v) if cache is None else cache.extend(k, v)
-        mask = None
         if block_size is not None:
             mask = block_causal_mask(x.shape[1], new_cache.length, block_size, device=x.device)
         out = F.scaled_dot_product_attention(q, new_cache.k, new_cache.v, attn_mask=mask)

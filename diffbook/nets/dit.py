@@ -102,6 +102,18 @@ def _check_grid(x: object, patch_size: object, name: str) -> tuple[int, int, int
     return tuple(x.shape)  # type: ignore[return-value]
 
 
+def _check_rope_tables(tables: object, length: int, head_dim: int, use_rope: bool) -> Rotary:
+    if not use_rope:
+        raise ValueError("rope_tables were given but this DiT was built with rope=False")
+    if not isinstance(tables, tuple) or len(tables) != 2 or not all(isinstance(t, Tensor) for t in tables):
+        raise TypeError(f"rope_tables must be a (cos, sin) pair of tensors, got {type(tables).__name__}")
+    for t in tables:
+        if t.shape != (length, head_dim):
+            raise ValueError(f"rope_tables must be two tensors of shape ({length}, {head_dim}) for this grid, "
+                             f"got {tuple(t.shape)}")
+    return tables  # type: ignore[return-value]
+
+
 class DiTBlock(nn.Module):
     """One adaLN-Zero transformer block (Peebles & Xie 2023, Fig. 3).
 
@@ -251,6 +263,7 @@ class DiT(nn.Module):
         *,
         pos_scale: float | tuple[float, float] = 1.0,
         pos_offset: tuple[float, float] = (0.0, 0.0),
+        rope_tables: Rotary | None = None,
     ) -> Tensor:
         """Evaluate the network.
 
@@ -262,6 +275,9 @@ class DiT(nn.Module):
             pos_scale: patch ``(i, j)`` sits at ``pos_offset + (i, j) · pos_scale`` (see
                 :func:`~diffbook.nets.rope.grid_positions`); for RoPE and the absolute embeddings.
             pos_offset: ``(row, col)`` shift of the whole patch grid.
+            rope_tables: optional ``(cos, sin)`` tables, each ``(h·w, hidden/heads)``, used instead of the ones
+                computed from the grid (resolution-extrapolation rules that change frequencies or magnitudes per
+                sampling step, Chapter 11); ``None`` keeps the default path.
         Returns:
             Shape ``(n, C_out, H, W)``, ``C_out = C`` (or ``2C`` with ``learn_sigma``).
         """
@@ -284,7 +300,9 @@ class DiT(nn.Module):
         if self.abs_pos:
             tokens = tokens + sincos_position_embedding(positions, self.hidden).to(tokens.dtype)
         rope = None
-        if self.use_rope:  # cos/sin tables once per forward, shared by every block
+        if rope_tables is not None:
+            rope = _check_rope_tables(rope_tables, h * w, self.hidden // self.heads, self.use_rope)
+        elif self.use_rope:  # cos/sin tables once per forward, shared by every block
             rope = rotary_tables(axial_rope_angles(positions, self.hidden // self.heads, self.rope_base))
 
         c = self.time(expand_noise_level(noise_level, n, x.device))

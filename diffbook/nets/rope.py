@@ -36,11 +36,12 @@ __all__ = [
 ]
 
 
-def rope_frequencies(dim: int, base: float = 10000.0, *, device: torch.device | str | None = None) -> Tensor:
+def rope_frequencies(dim: int, base: float = 10000.0, *, device: torch.device | str | None = None,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
     """The rotation frequencies ``θ_i = base^(-2i/dim)``, ``i = 0 .. dim/2 - 1`` (Su et al. 2021, eq. 15).
 
     Returns:
-        Shape ``(dim/2,)``, float32.
+        Shape ``(dim/2,)``, ``dtype`` (float32 unless asked; float64 for extrapolation tables).
 
     Reference: Su et al. (2021), Eq. 15.
     """
@@ -50,8 +51,10 @@ def rope_frequencies(dim: int, base: float = 10000.0, *, device: torch.device | 
     if check_real(base, "base") <= 1.0:
         raise ValueError(f"base must be > 1, got {base}")
     device = check_device(device, "device") if device is not None else None
-    exponents = torch.arange(0, dim, 2, dtype=torch.float32, device=device) / dim
-    return torch.pow(torch.tensor(float(base), device=device), -exponents)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    exponents = torch.arange(0, dim, 2, dtype=dtype, device=device) / dim
+    return torch.pow(torch.tensor(float(base), dtype=dtype, device=device), -exponents)
 
 
 def _check_positions(positions: object) -> None:
