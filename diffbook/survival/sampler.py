@@ -20,6 +20,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from diffbook.schedules import ddpm_posterior
+
 __all__ = ["sample_outcomes"]
 
 EpsModel = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -54,7 +56,8 @@ def sample_outcomes(
     n_steps, k_samples = abar.numel(), n_samples
     abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
     beta = 1.0 - abar / abar_prev
-    beta_tilde = beta * (1.0 - abar_prev) / (1.0 - abar)
+    # β̃ from the engine's one home of DDPM's posterior (β̃_1 = 0: the last step adds no noise)
+    _, _, beta_tilde = ddpm_posterior(beta, abar_prev, 1.0 - abar, 1.0 - abar_prev)
     # plain Python floats, computed once: no host sync inside the loop
     eps_coef = (beta / torch.sqrt(1.0 - abar)).tolist()
     inv_sqrt_alpha = (1.0 / torch.sqrt(1.0 - beta)).tolist()
