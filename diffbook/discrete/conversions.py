@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffbook._checks import per_sample
 from diffbook.discrete.schedule import check_tokens
 
 __all__ = ["self_evidence", "loo_to_denoiser_logits", "denoiser_to_loo_logits", "loo_to_denoiser",
@@ -34,7 +35,7 @@ def self_evidence(alpha: Tensor | float, vocab: int, like: Tensor) -> Tensor:
     if a.ndim == 1:
         if a.shape[0] != like.shape[0]:
             raise ValueError(f"alpha must be a number or have shape ({like.shape[0]},), got {tuple(a.shape)}")
-        a = a.view(-1, 1, 1)
+        a = per_sample(a, like, "alpha", dtype=a.dtype)
     return torch.log1p(vocab * a / (1 - a)).to(like.dtype)
 
 
@@ -87,7 +88,7 @@ def loo_to_conditional(loo: Tensor, alpha: Tensor | float) -> Tensor:
     if not isinstance(loo, Tensor) or loo.ndim != 3:
         raise TypeError("loo must be a tensor of probabilities of shape (n, L, K)")
     a = torch.as_tensor(alpha, dtype=loo.dtype, device=loo.device)
-    a = a.view(-1, 1, 1) if a.ndim == 1 else a
+    a = per_sample(a, loo, "alpha")
     return a * loo + (1 - a) / loo.shape[-1]
 
 

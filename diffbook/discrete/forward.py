@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from diffbook._checks import per_sample
 from diffbook.discrete.schedule import check_tokens
 
 __all__ = ["uniform_marginal", "absorbing_marginal", "sample_uniform", "sample_absorbing", "sample_audm",
@@ -34,7 +35,7 @@ def _alpha(alpha: Tensor | float, x: Tensor, name: str = "alpha") -> Tensor:
         return a
     if a.shape != (x.shape[0],):
         raise ValueError(f"{name} must be a number or have shape ({x.shape[0]},), got {tuple(a.shape)}")
-    return a.view(-1, *([1] * (x.ndim - 1)))
+    return per_sample(a, x, name, dtype=torch.float64)
 
 
 def keep_probability(alpha: Tensor | float, vocab: int) -> Tensor:

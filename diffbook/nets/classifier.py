@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffbook._checks import check_int, check_state
+from diffbook._checks import check_int, check_state, per_sample
 from diffbook.nets.layers import TimestepEmbedding, expand_noise_level
 
 __all__ = ["NoisyClassifier"]
@@ -73,7 +73,7 @@ class NoisyClassifier(nn.Module):
         if not bool((torch.isfinite(sig) & (sig > 0)).all()):  # one sync per call: guidance is not the hot loop
             raise ValueError("sigma must be finite and > 0 (it enters as log(sigma)/4)")
         dtype = self.head.weight.dtype
-        h = (x.to(dtype) / torch.sqrt(1.0 + sig.to(dtype) ** 2).reshape(-1, 1, 1, 1))
+        h = x.to(dtype) / per_sample(torch.sqrt(1.0 + sig.to(dtype) ** 2), x, "sigma", dtype=dtype)
         emb = F.silu(self.embed(torch.log(sig) / 4.0))
         for conv, cond in zip(self.convs, self.cond):
             h = F.silu(conv(h) + cond(emb).to(h.dtype)[:, :, None, None])
