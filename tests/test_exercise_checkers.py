@@ -33,7 +33,7 @@ import torch
 from diffbook import sde
 from diffbook import schedules as S
 import diffbook.exercises
-from diffbook.exercises import Verdict, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch10, ch11, ch12, ch13, core
+from diffbook.exercises import Verdict, answers, ch01, ch02, ch03, ch04, ch05, ch06, ch07, ch08, ch10, ch11, ch12, ch13, core
 from diffbook.exercises.core import LOG_ENV, MESSAGE_LIMIT, OUTPUT_LIMIT, TIME_LIMIT_ENV
 from diffbook.foundations import ddpm, ddpm_bound, likelihood
 from diffbook.foundations.convergence import fit_order
@@ -955,8 +955,8 @@ def test_non_real_numbers_are_rejected_where_a_number_is_asked(value, words):
 
 def test_python_floats_are_not_rounded_to_float32():
     """torch.as_tensor(304.33394) is 304.33395 in float32; the side of Exercise 3.6 is 304.3339406 exactly."""
-    assert core.as_number(304.33394, "x") == 304.33394
-    assert float(core.as_tensor([0.1, 304.33394], "x")[1]) == 304.33394
+    assert answers.as_number(304.33394, "x") == 304.33394
+    assert float(answers.as_tensor([0.1, 304.33394], "x")[1]) == 304.33394
 
 
 def test_bool_tensor_returned_by_a_function_is_rejected():
@@ -1067,7 +1067,7 @@ def test_huge_exception_texts_and_answers_are_cut():
 def test_diagnose_reads_no_braces_but_err():
     """The bug class behind 3.4's KeyError: a message with math braces passed through str.format."""
     with pytest.raises(core.Fail, match=r"off by 1 in Π_\{j ≤ i\}\{x\}"):
-        core.diagnose(torch.ones(2), torch.zeros(2), [], "off by {err} in Π_{j ≤ i}{x}")
+        answers.diagnose(torch.ones(2), torch.zeros(2), [], "off by {err} in Π_{j ≤ i}{x}")
 
 
 def test_no_checker_message_goes_through_str_format():

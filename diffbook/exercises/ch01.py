@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from diffbook.foundations.convergence import fit_order, global_errors
-from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, close, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.foundations.flows import limit_cycle_field, limit_cycle_flow
 from diffbook.ode import euler_step, heun_step
 

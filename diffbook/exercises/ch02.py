@@ -10,7 +10,8 @@ from torch import Tensor
 
 from diffbook.foundations.brownian import brownian_increments, coarsen
 from diffbook.foundations.convergence import fit_order
-from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, diagnose
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.foundations.processes import gbm_solution
 from diffbook.foundations.sde_errors import euler_maruyama_increments, strong_error
 

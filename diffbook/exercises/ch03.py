@@ -12,9 +12,8 @@ from diffbook import sde
 from diffbook.foundations import forward
 from diffbook import schedules as S
 from diffbook.foundations.convergence import fit_order
-from diffbook.exercises.core import (
-    Fail, as_expr, as_number, as_tensor, as_tuple, call, checker, diagnose, show_value,
-)
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, as_tuple, diagnose, show_value
+from diffbook.exercises.core import Fail, call, checker
 
 __all__ = [
     "check_vp_alpha",

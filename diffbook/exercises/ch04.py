@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, close, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.foundations.likelihood import hutchinson_divergence, pf_ode_log_likelihood
 from diffbook.ode import integrate, time_grid
 from diffbook.schedules import VPLinear

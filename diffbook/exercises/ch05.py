@@ -7,9 +7,8 @@ from typing import Any
 
 import torch
 
-from diffbook.exercises.core import (
-    Fail, as_expr, as_number, as_tensor, as_tuple, call, checker, close, diagnose, show_value,
-)
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, as_tuple, close, diagnose, show_value
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.toy import GaussianMixture
 
 __all__ = [

@@ -9,9 +9,8 @@ import torch
 from torch import Tensor
 
 from diffbook.foundations import ddpm, ddpm_bound
-from diffbook.exercises.core import (
-    Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose, show_value,
-)
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, close, diagnose, show_value
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.schedules import alphas_cumprod, linear_betas
 
 __all__ = [

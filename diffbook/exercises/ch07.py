@@ -11,7 +11,8 @@ from torch import Tensor
 
 from diffbook import samplers
 from diffbook.foundations.convergence import fit_order
-from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, close, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.foundations.sampler_eval import mixture_denoiser, pf_ode_reference, rms_distance, sweep_nfe
 
 __all__ = [

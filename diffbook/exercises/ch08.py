@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from diffbook.exercises.core import Fail, as_expr, as_number, as_tensor, call, checker, close, diagnose
+from diffbook.exercises.answers import as_expr, as_number, as_tensor, close, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.foundations.flow_matching import marginal_velocity
 from diffbook.guidance import (
     ClassMixture,

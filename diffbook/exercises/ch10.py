@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from diffbook.discrete import conversions, forward, oracle, samplers, schedule
-from diffbook.exercises.core import Fail, as_number, as_tensor, as_tuple, call, checker, close, diagnose
+from diffbook.exercises.answers import as_number, as_tensor, as_tuple, close, diagnose
+from diffbook.exercises.core import Fail, call, checker
 
 __all__ = ["check_loo_to_denoiser", "check_uniform_bridge", "check_loo_posterior", "check_audm_step",
            "check_logit_shift", "check_my_chain"]

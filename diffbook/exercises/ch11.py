@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 
-from diffbook.exercises.core import Fail, as_number, as_tensor, call, checker, diagnose
+from diffbook.exercises.answers import as_number, as_tensor, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.sega import band_positions, ntk_factor, pair_scales, plain_frequencies, spectral_flatness
 
 __all__ = ["check_rope_frequencies", "check_ntk_base", "check_flatness", "check_band_positions",

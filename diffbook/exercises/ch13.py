@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from diffbook.exercises.core import Fail, as_number, as_tensor, call, checker, diagnose
+from diffbook.exercises.answers import as_number, as_tensor, diagnose
+from diffbook.exercises.core import Fail, call, checker
 from diffbook.music.model import encdec_mask, window_chunk_mask
 from diffbook.music.stream import tokens_per_bar
 
