@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from diffbook._checks import as_level, as_time, check_callable, check_real, check_schedule, check_state, check_times, per_sample
+from diffbook._checks import as_time, check_callable, check_real, check_schedule, check_state, check_times, per_sample
 from diffbook.schedules import Schedule, time_derivative
 
 __all__ = [

@@ -12,7 +12,7 @@ from diffbook.nets.rope import apply_rotary, axial_rope_angles, grid_positions, 
 from diffbook.sega import (METHODS, SegaOptions, axis_profile, band_positions, ntk_factor, pair_scales,
                            plain_frequencies, radial_profile, rope_scaling, rotary_from_axes, sega_base_factor,
                            spectral_flatness, spread, yarn_frequencies, yarn_mscale)
-from diffbook.sega.metrics import (duplication_rate, frechet_patches, object_counts, random_crops,
+from diffbook.sega.metrics import (duplication_rate, object_counts, random_crops,
                                    repetition_score, spectrum_distance)
 from diffbook.sega.scenes import random_scenes, render, render_scenes
 

@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "diffbook.scale": BASE,
     "diffbook._checks": BASE,
     "diffbook.schedules": CORE,
+    "diffbook.ddpm_tables": CORE,
     "diffbook.sde": CORE,
     "diffbook.param": CORE,
     "diffbook.losses": CORE,

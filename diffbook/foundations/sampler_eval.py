@@ -15,7 +15,6 @@ measured against a reference solution); C. Lu et al., *DPM-Solver*, NeurIPS 2022
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
