@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffbook.distributed import is_main_process
 from diffbook.ema import EMA, unwrap_model
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "plain_config"]
@@ -64,12 +65,6 @@ def _check_plain(value: Any, where: str) -> None:
     )
 
 
-def _is_main_process() -> bool:
-    return not (torch.distributed.is_available() and torch.distributed.is_initialized()) or (
-        torch.distributed.get_rank() == 0
-    )
-
-
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
@@ -100,7 +95,7 @@ def save_checkpoint(
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be a non-negative int, got {step!r}")
     config = plain_config(config)
-    if not _is_main_process():
+    if not is_main_process():
         return None
     if isinstance(ema, EMA):
         ema_state = ema.state_dict()

@@ -9,7 +9,8 @@ flag are collected on the device, a device-side copy of the weights keeps those 
 the loop reads back the losses and the first bad step in one transfer, to update the progress bar and to
 stop at the first NaN or infinite loss (:class:`NonFiniteLossError`) with the weights after the step before it.
 
-Multi-GPU: launch the script with ``torchrun`` and call :func:`init_distributed` first. :func:`train` then
+Multi-GPU: launch the script with ``torchrun`` and call :func:`~diffbook.distributed.init_distributed` first
+(re-exported here). :func:`train` then
 wraps the network in ``DistributedDataParallel``, which averages the gradients across ranks; each rank must
 draw different data (see :func:`train`'s ``batches``), and only rank 0 shows progress and writes checkpoints.
 
@@ -21,7 +22,6 @@ R. Pascanu, T. Mikolov, Y. Bengio, *On the difficulty of training recurrent neur
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from diffbook.device import autocast, check_device, pick_device
+from diffbook.distributed import close_distributed, init_distributed, is_main_process, rank_and_world_size  # re-exported
+from diffbook._last_good import LastGood
 from diffbook.ema import EMA, unwrap_model
 
 __all__ = [
@@ -81,55 +83,6 @@ class NonFiniteLossError(FloatingPointError):
                  ema: nn.Module | None = None) -> None:
         super().__init__(message)
         self.step, self.restored_step, self.losses, self.ema = step, restored_step, losses, ema
-
-
-# --------------------------------------------------------------------------------------------- distributed
-
-
-def rank_and_world_size() -> tuple[int, int]:
-    """``(rank, world_size)`` of this process; ``(0, 1)`` when ``torch.distributed`` is not initialised."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0 and in a single process: the one that prints, plots and writes files."""
-    return rank_and_world_size()[0] == 0
-
-
-def init_distributed(backend: str | None = None) -> torch.device:
-    """Join the process group that ``torchrun`` describes, and return this process's device.
-
-    ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. With
-    CUDA each process takes the GPU ``cuda:LOCAL_RANK`` and the backend is NCCL; without, it is Gloo on the
-    CPU. Started without ``torchrun`` (no ``WORLD_SIZE``) this does nothing and returns :func:`pick_device`,
-    so one script runs both ways. Pair it with :func:`close_distributed`.
-
-    Args:
-        backend: override the backend (``"nccl"`` or ``"gloo"``).
-    """
-    if backend is not None and not isinstance(backend, str):
-        raise TypeError(f"backend must be a string such as 'nccl' or 'gloo', or None, got {type(backend).__name__}")
-    if "WORLD_SIZE" not in os.environ:
-        return pick_device()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if backend is None:
-        backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return device
-
-
-def close_distributed() -> None:
-    """Leave the process group, if one was joined (call it once at the end of a ``torchrun`` script)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------------- helpers
@@ -187,59 +140,6 @@ def _check_first_batch(batch: Any) -> None:
         if t.ndim >= 1 and t.shape[0] == 0:
             raise ValueError(f"batches gave an empty batch at step 0 (a tensor of shape {tuple(t.shape)}); "
                              "every batch needs at least one example")
-
-
-class _LastGood:
-    """Device-side copy of a model's (and its EMA's) parameters and buffers as they were after the last step of
-    an unbroken run of finite steps, refreshed every step by a masked copy, with no host sync.
-
-    Each step calls :meth:`refresh` with ``alive``, a 0-dim bool tensor on the device that is true while every
-    step so far had a finite loss and gradient norm: ``saved <- where(alive, live, saved)``. Once a step is
-    not finite, ``alive`` stays false and ``saved`` keeps the weights after the step before it, so the
-    optimiser and EMA updates of the bad step (and of every step after it) are discarded on the device; the
-    host finds out at the next check and calls :meth:`restore`. The tensors of one dtype are packed into one
-    flat buffer, so a refresh is two calls (``cat`` and ``where``) whatever the number of tensors.
-    """
-
-    def __init__(self, model: nn.Module, ema: EMA | None) -> None:
-        live = self._state(model) + (self._state(ema.module) if ema is not None else [])
-        self.ema, self.ema_updates = ema, ema.num_updates if ema is not None else 0
-        self.groups: list[tuple[list[Tensor], list[Tensor], Tensor, list[Tensor]]] = []
-        self.loose: list[tuple[Tensor, Tensor]] = []  # non-contiguous tensors: one where each
-        by_dtype: dict[torch.dtype, list[Tensor]] = {}
-        for t in live:
-            if t.is_contiguous():
-                by_dtype.setdefault(t.dtype, []).append(t)
-            else:
-                self.loose.append((t, t.detach().clone()))
-        for tensors in by_dtype.values():
-            flat_live = [t.view(-1) for t in tensors]  # views: they follow the in-place updates
-            flat = torch.cat(flat_live)
-            saved, offset = [], 0
-            for t in tensors:
-                saved.append(flat[offset : offset + t.numel()].view_as(t))
-                offset += t.numel()
-            self.groups.append((tensors, flat_live, flat, saved))
-
-    @staticmethod
-    def _state(module: nn.Module) -> list[Tensor]:
-        return [t.detach() for t in list(module.parameters()) + list(module.buffers())]
-
-    def refresh(self, alive: Tensor) -> None:  # detached tensors: no autograd, no no_grad() overhead
-        for _, flat_live, flat, _ in self.groups:
-            torch.where(alive, torch.cat(flat_live), flat, out=flat)
-        for t, saved in self.loose:
-            torch.where(alive, t, saved, out=saved)
-
-    @torch.no_grad()
-    def restore(self, good_steps: int) -> None:
-        """Copy the saved weights back; ``good_steps`` finite steps were taken (sets the EMA's count)."""
-        for tensors, _, _, saved in self.groups:
-            torch._foreach_copy_(tensors, saved)
-        for t, saved in self.loose:
-            t.copy_(saved)
-        if self.ema is not None:
-            self.ema.num_updates = self.ema_updates + good_steps
 
 
 def _check_positive(value: Any, name: str, *, integer: bool = False) -> None:
@@ -407,7 +307,7 @@ def train(
     finite = torch.zeros(steps, dtype=torch.bool, device=device)  # per step: loss and grad norm finite
     alive = torch.ones((), dtype=torch.bool, device=device)  # every step so far was finite (on every rank)
     step_index = torch.arange(steps, device=device)
-    last_good = _LastGood(model, ema)  # the weights after the last step of the unbroken finite run
+    last_good = LastGood(model, ema)  # the weights after the last step of the unbroken finite run
     bar = tqdm(total=steps, disable=not progress or rank != 0, dynamic_ncols=True)
     checked = 0  # steps [0, checked) are known to be finite
     for step in range(steps):

@@ -39,6 +39,8 @@ LAYERS: dict[str, int] = {
     "diffbook.guidance": CORE,
     "diffbook.nets": NETS,
     "diffbook.train": ENGINE,
+    "diffbook.distributed": ENGINE,
+    "diffbook._last_good": ENGINE,
     "diffbook.ema": ENGINE,
     "diffbook.checkpoint": ENGINE,
     "diffbook.metrics": ENGINE,
